@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# One command: install twister2 with its test extras and run the whole test suite, with ruff and
+# mypy.   usage: bash scripts/test.sh [pytest args]
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+source "$root/scripts/setup.sh" test
+cd "$root"
+echo "== ruff"
+ruff check src tests examples benchmarks
+echo "== mypy"
+mypy
+echo "== pytest"
+python -m pytest -n 2 --doctest-modules src tests "$@"

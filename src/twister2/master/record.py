@@ -1,0 +1,267 @@
+"""What the job master knows about a job, as a plain object with no sockets or threads.
+
+The server feeds it what happens (a registration, a heartbeat, a barrier arrival, a process exit,
+the clock) and reads back decisions (ids, barrier releases, the job's state, the failure to
+report). Tests drive it directly.
+
+Example
+-------
+>>> job = JobRecord("demo", workers=2, failure_timeout=10.0)
+>>> job.register(None, "h", 11, "", now=0.0), job.register(None, "h", 12, "", now=0.0)
+(0, 1)
+>>> job.state.value
+'RUNNING'
+>>> job.arrive("b", 0), job.barrier_done("b", 0), job.arrive("b", 1), job.barrier_done("b", 0)
+(0, False, 0, True)
+>>> job.check(now=30.0); job.state.value, job.failure.message
+('FAILED', 'worker 0 sent no heartbeat for 30.0 s (master.failure_timeout is 10 s)')
+"""
+
+from __future__ import annotations
+
+import signal
+from dataclasses import dataclass, field
+from typing import Any
+
+from twister2.job import JobState, WorkerState
+
+__all__ = ["Failure", "JobRecord", "RegistrationError", "WorkerRecord", "describe_exit"]
+
+LOST_GRACE = 2.0
+"""Seconds to wait, after a worker's connection drops, for the launcher to say how it ended."""
+
+
+class RegistrationError(RuntimeError):
+    """A worker could not join the job."""
+
+
+@dataclass
+class WorkerRecord:
+    worker_id: int
+    host: str
+    pid: int
+    address: str
+    state: WorkerState = WorkerState.RUNNING
+    last_seen: float = 0.0
+    rss: int = 0
+    cpu: float = 0.0
+    result: bytes | None = None
+
+    def info(self) -> dict[str, Any]:
+        return {"id": self.worker_id, "host": self.host, "pid": self.pid, "address": self.address}
+
+
+@dataclass
+class Failure:
+    """Why a job failed: which worker, where, and the original error."""
+
+    message: str
+    worker_id: int | None = None
+    host: str = ""
+    exc_type: str = ""
+    traceback: str = ""
+    task: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "message": self.message,
+            "worker_id": self.worker_id,
+            "host": self.host,
+            "exc_type": self.exc_type,
+            "traceback": self.traceback,
+            "task": self.task,
+        }
+
+
+def describe_exit(returncode: int) -> str:
+    """``exited by SIGKILL`` or ``exited with code 3``.
+
+    >>> describe_exit(-9), describe_exit(3)
+    ('exited by SIGKILL', 'exited with code 3')
+    """
+    if returncode < 0:
+        try:
+            return f"exited by {signal.Signals(-returncode).name}"
+        except ValueError:
+            return f"exited by signal {-returncode}"
+    if returncode > 128 and returncode - 128 in signal.Signals._value2member_map_:
+        return f"exited by {signal.Signals(returncode - 128).name}"
+    return f"exited with code {returncode}"
+
+
+@dataclass
+class JobRecord:
+    job_id: str
+    workers: int
+    failure_timeout: float
+    state: JobState = JobState.STARTING
+    failure: Failure | None = None
+    kill_reason: str = ""
+    members: dict[int, WorkerRecord] = field(default_factory=dict)
+    arrived: dict[str, set[int]] = field(default_factory=dict)
+    generation: dict[str, int] = field(default_factory=dict)
+    lost: dict[int, float] = field(default_factory=dict)
+    events: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+
+    # -- joining -------------------------------------------------------------------------------
+    def register(self, requested: int | None, host: str, pid: int, address: str, now: float) -> int:
+        """Give a worker its id: the one it asks for (an MPI rank) or the lowest free one."""
+        if self.state.finished:
+            msg = f"job {self.job_id} is already {self.state.value}"
+            raise RegistrationError(msg)
+        if requested is not None:
+            if not 0 <= requested < self.workers:
+                msg = f"worker id {requested} is out of range 0..{self.workers - 1}"
+                raise RegistrationError(msg)
+            if requested in self.members:
+                msg = f"worker id {requested} is already taken"
+                raise RegistrationError(msg)
+            wid = requested
+        else:
+            free = [i for i in range(self.workers) if i not in self.members]
+            if not free:
+                msg = f"all {self.workers} workers of job {self.job_id} have already joined"
+                raise RegistrationError(msg)
+            wid = free[0]
+        self.members[wid] = WorkerRecord(wid, host, pid, address, last_seen=now)
+        self._event("worker", worker_id=wid, state=WorkerState.RUNNING.value, host=host, pid=pid)
+        if self.all_joined and self.state is JobState.STARTING:
+            self._set_state(JobState.RUNNING)
+        return wid
+
+    @property
+    def all_joined(self) -> bool:
+        return len(self.members) == self.workers
+
+    def missing(self) -> list[int]:
+        return [i for i in range(self.workers) if i not in self.members]
+
+    def worker_list(self) -> list[dict[str, Any]]:
+        return [self.members[i].info() for i in sorted(self.members)]
+
+    # -- liveness ------------------------------------------------------------------------------
+    def heartbeat(self, wid: int, now: float, rss: int = 0, cpu: float = 0.0) -> None:
+        member = self.members.get(wid)
+        if member is None:
+            return
+        member.last_seen = now
+        member.rss, member.cpu = rss, cpu
+        if member.state is WorkerState.NOT_RESPONDING:
+            member.state = WorkerState.RUNNING
+
+    def connection_lost(self, wid: int, now: float) -> None:
+        """A worker's connection dropped before it reported its end."""
+        member = self.members.get(wid)
+        if member is None or member.state in (WorkerState.COMPLETED, WorkerState.FAILED):
+            return
+        self.lost.setdefault(wid, now)
+
+    def process_exited(self, wid: int, returncode: int, host: str = "") -> None:
+        """The launcher saw worker ``wid``'s process end with ``returncode``."""
+        member = self.members.get(wid)
+        if member is not None and member.state is WorkerState.COMPLETED and returncode == 0:
+            return
+        if member is not None and member.state is WorkerState.FAILED:
+            return
+        if returncode == 0:
+            message = f"worker {wid} exited without reporting its end"
+        else:
+            message = f"worker {wid} {describe_exit(returncode)}"
+        where = host or (member.host if member else "")
+        self.fail(Failure(message, worker_id=wid, host=where))
+
+    def check(self, now: float) -> None:
+        """Apply the clock: heartbeat timeouts and connections lost longer than the grace."""
+        if self.state.finished:
+            return
+        for wid, since in sorted(self.lost.items(), key=lambda kv: kv[1]):
+            if now - since >= LOST_GRACE:
+                member = self.members[wid]
+                msg = f"worker {wid} lost its connection to the job master (process died?)"
+                self.fail(Failure(msg, worker_id=wid, host=member.host))
+                return
+        for wid, member in sorted(self.members.items()):
+            if member.state is not WorkerState.RUNNING:
+                continue
+            silent = now - member.last_seen
+            if silent > self.failure_timeout:
+                member.state = WorkerState.NOT_RESPONDING
+                msg = (
+                    f"worker {wid} sent no heartbeat for {silent:.1f} s "
+                    f"(master.failure_timeout is {self.failure_timeout:g} s)"
+                )
+                self.fail(Failure(msg, worker_id=wid, host=member.host))
+                return
+
+    # -- barriers ------------------------------------------------------------------------------
+    def arrive(self, name: str, wid: int) -> int:
+        """Worker ``wid`` reached barrier ``name``; returns the generation it waits on."""
+        generation = self.generation.get(name, 0)
+        waiting = self.arrived.setdefault(name, set())
+        waiting.add(wid)
+        if len(waiting) == self.workers:
+            self.generation[name] = generation + 1
+            self.arrived[name] = set()
+        return generation
+
+    def barrier_done(self, name: str, generation: int) -> bool:
+        return self.generation.get(name, 0) > generation
+
+    def barrier_blocker(self, name: str, generation: int) -> str | None:
+        """Why barrier ``name`` can never complete, or None while it still can."""
+        if self.barrier_done(name, generation):
+            return None
+        if self.state.finished:
+            return f"job {self.job_id} is {self.state.value}"
+        waiting = self.arrived.get(name, set())
+        gone = [
+            w
+            for w, m in sorted(self.members.items())
+            if w not in waiting and m.state in (WorkerState.COMPLETED, WorkerState.FAILED)
+        ]
+        if gone:
+            return f"workers {gone} finished without reaching barrier {name!r}"
+        return None
+
+    def barrier_missing(self, name: str) -> list[int]:
+        waiting = self.arrived.get(name, set())
+        return [i for i in range(self.workers) if i not in waiting]
+
+    # -- endings -------------------------------------------------------------------------------
+    def complete(self, wid: int, result: bytes | None) -> None:
+        member = self.members[wid]
+        member.state = WorkerState.COMPLETED
+        member.result = result
+        self.lost.pop(wid, None)
+        self._event("worker", worker_id=wid, state=WorkerState.COMPLETED.value)
+        done = all(m.state is WorkerState.COMPLETED for m in self.members.values())
+        if self.all_joined and done and not self.state.finished:
+            self._set_state(JobState.COMPLETED)
+
+    def worker_failed(self, wid: int, failure: Failure) -> None:
+        member = self.members.get(wid)
+        if member is not None:
+            member.state = WorkerState.FAILED
+            self.lost.pop(wid, None)
+        self._event("worker", worker_id=wid, state=WorkerState.FAILED.value)
+        self.fail(failure)
+
+    def fail(self, failure: Failure) -> None:
+        if self.state.finished:
+            return
+        self.failure = failure
+        self._event("failure", **failure.to_dict())
+        self._set_state(JobState.FAILED, reason=failure.message)
+
+    def kill(self, reason: str) -> None:
+        if self.state.finished:
+            return
+        self.kill_reason = reason
+        self._set_state(JobState.KILLED, reason=reason)
+
+    def _set_state(self, state: JobState, reason: str = "") -> None:
+        self.state = state
+        self._event("job", state=state.value, reason=reason)
+
+    def _event(self, kind: str, **fields: Any) -> None:
+        self.events.append((kind, fields))

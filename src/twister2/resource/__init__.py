@@ -1,0 +1,22 @@
+"""Launchers that turn a job into running workers, chosen by cluster name."""
+
+from twister2.resource import local as _local
+from twister2.resource import mpi as _mpi
+from twister2.resource.base import (
+    LaunchHandle,
+    Launcher,
+    PlacementError,
+    available_launchers,
+    get_launcher,
+    register_launcher,
+)
+
+__all__ = [
+    "LaunchHandle",
+    "Launcher",
+    "PlacementError",
+    "available_launchers",
+    "get_launcher",
+    "register_launcher",
+]
+del _local, _mpi

@@ -1,0 +1,255 @@
+"""Running a job: ``twister2.run(main, workers=4)`` from a script, or ``twister2 submit``.
+
+The submitting process resolves the config, starts the job master, asks the cluster's launcher for
+the workers, follows the job to its end and cleans up: no worker, job master or port outlives
+:func:`run`, whatever happens.
+
+Example
+-------
+A job file (``python hello.py`` runs it on the embedded local cluster)::
+
+    import twister2
+
+    def main(env):
+        return env.worker_id * 10
+
+    if __name__ == "__main__":
+        result = twister2.run(main, workers=4)
+        assert result.values == [0, 10, 20, 30]
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import pickle
+import shutil
+import signal
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from twister2 import config as config_mod
+from twister2 import wire
+from twister2.errors import JobFailedError, JobKilledError
+from twister2.job import Job, JobState, Resources, new_job_id
+from twister2.master.server import JobMaster
+from twister2.resource import get_launcher
+from twister2.resource.base import WHOLE_JOB, LaunchHandle
+
+__all__ = ["JobResult", "run", "submission"]
+
+log = logging.getLogger(__name__)
+
+_POLL = 0.1
+_SETTLE = 3.0
+
+
+@dataclass
+class JobResult:
+    """A finished job: its id, state, and each worker's return value (by worker id)."""
+
+    job_id: str
+    state: JobState
+    values: list[Any] = field(default_factory=list)
+    log_folder: Path | None = None
+
+
+@dataclass
+class _Submission:
+    cluster: str | None = None
+    workers: int | None = None
+    config: dict[str, Any] = field(default_factory=dict)
+    args: list[str] | None = None
+    used: bool = False
+
+
+_submission: _Submission | None = None
+
+
+@contextlib.contextmanager
+def submission(
+    cluster: str, workers: int | None, config: Mapping[str, Any], args: list[str]
+) -> Iterator[_Submission]:
+    """While active, :func:`run` calls take these settings over the script's own (the CLI)."""
+    global _submission
+    previous = _submission
+    _submission = _Submission(cluster, workers, dict(config), list(args))
+    try:
+        yield _submission
+    finally:
+        _submission = previous
+
+
+def run(
+    main: Callable[..., Any],
+    *,
+    workers: int = 1,
+    cluster: str = "local",
+    config: Mapping[str, Any] | None = None,
+    name: str | None = None,
+    resources: Resources | None = None,
+    args: list[str] | None = None,
+) -> JobResult:
+    """Run ``main(env)`` on ``workers`` workers of ``cluster`` and wait for the job's end.
+
+    Raises :class:`twister2.errors.JobFailedError` (naming the worker, its host and the original
+    traceback) when a worker fails, and :class:`twister2.errors.JobKilledError` when the job is
+    killed. Under ``twister2 submit`` the command line's cluster, workers, config and arguments
+    take precedence over the arguments given here.
+    """
+    overrides = dict(config or {})
+    script_args = list(args if args is not None else sys.argv[1:])
+    if _submission is not None:
+        _submission.used = True
+        cluster = _submission.cluster or cluster
+        workers = _submission.workers or workers
+        overrides.update(_submission.config)
+        if _submission.args is not None:
+            script_args = _submission.args
+    cfg = config_mod.resolve(cluster, overrides)
+    if resources is None:
+        resources = Resources(
+            cpu=float(cfg["resource.cpu"]),
+            memory_mb=int(cfg["resource.memory_mb"]),
+            disk_gb=float(cfg["resource.disk_gb"]),
+        )
+    job = Job.create(main, workers=workers, name=name, resources=resources, config=cfg.to_dict(),
+                     args=script_args)
+    return _Runner(job, cluster, cfg).run()
+
+
+class _Runner:
+    def __init__(self, job: Job, cluster: str, cfg: config_mod.Config) -> None:
+        self.job = job
+        self.cluster = cluster
+        self.cfg = cfg
+        self.job_id = new_job_id(job.name)
+
+    def run(self) -> JobResult:
+        launcher = get_launcher(self.cluster, self.cfg)
+        launcher.check(self.job)
+        secret = wire.new_secret()
+        scratch_base = self.cfg["job.scratch_dir"] or Path(tempfile.gettempdir()) / "twister2"
+        scratch = Path(scratch_base) / self.job_id
+        log_folder = Path(self.cfg["job.log_dir"]) / self.job_id
+        spec = {
+            "cluster": self.cluster,
+            "config": self.cfg.to_dict(),
+            "entry": self.job.entry.to_dict(),
+            "args": list(self.job.args),
+            "sys_path": list(self.job.sys_path),
+            "scratch_root": str(scratch),
+        }
+        master = JobMaster(
+            self.job_id,
+            self.job.workers,
+            secret,
+            spec,
+            log_folder,
+            interface=str(self.cfg["master.interface"]),
+            port=int(self.cfg["master.port"]),
+            failure_timeout=float(self.cfg["master.failure_timeout"]),
+            join_timeout=float(self.cfg["master.join_timeout"]),
+        )
+        master.log_event(
+            "job",
+            state=JobState.STARTING.value,
+            name=self.job.name,
+            cluster=self.cluster,
+            workers=self.job.workers,
+            resources=vars(self.job.resources),
+            master_pid=os.getpid(),
+            entry=self.job.entry.to_dict(),
+        )
+        host, port = master.address
+        env = {
+            "TWISTER2_JOB_ID": self.job_id,
+            "TWISTER2_MASTER_ADDRESS": f"{host}:{port}",
+            "TWISTER2_JOB_SECRET": secret.hex(),
+        }
+        handle: LaunchHandle | None = None
+        master.start()
+        log.info(
+            "job %s: %d workers on %s (event log %s)",
+            self.job_id, self.job.workers, self.cluster, log_folder,
+        )
+        try:
+            with _interrupts_kill(master):
+                handle = launcher.launch(self.job, env)
+                self._follow(master, handle)
+        finally:
+            if handle is not None:
+                handle.stop(float(self.cfg["master.kill_grace"]))
+            master.stop()
+            shutil.rmtree(scratch, ignore_errors=True)
+        log.info("job %s: %s", self.job_id, master.state.value)
+        return self._outcome(master, log_folder)
+
+    def _follow(self, master: JobMaster, handle: LaunchHandle) -> None:
+        """Wait for the job's end, feeding the master what the launcher sees."""
+        ended_at: float | None = None
+        while not master.state.finished:
+            for index, code in handle.poll():
+                if index == WHOLE_JOB:
+                    ended_at = time.monotonic()
+                    if code != 0:
+                        log.debug("mpiexec of %s exited with %s", self.job_id, code)
+                else:
+                    master.process_exited(index, code)
+            master.tick()
+            if ended_at is not None and time.monotonic() - ended_at > _SETTLE:
+                master.fail(f"the {self.cluster} launcher's processes ended before the job did")
+            master.wait_change(_POLL)
+        if master.state is JobState.COMPLETED:
+            # workers leave by themselves after reporting; give them a moment before stop()
+            deadline = time.monotonic() + float(self.cfg["master.kill_grace"])
+            while handle.alive() and time.monotonic() < deadline:
+                time.sleep(0.02)
+
+    def _outcome(self, master: JobMaster, log_folder: Path) -> JobResult:
+        record = master.record
+        if record.state is JobState.COMPLETED:
+            values = [
+                pickle.loads(record.members[i].result) if record.members[i].result else None
+                for i in range(self.job.workers)
+            ]
+            return JobResult(self.job_id, record.state, values, log_folder)
+        if record.state is JobState.KILLED:
+            raise JobKilledError(self.job_id, record.kill_reason)
+        failure = record.failure
+        if failure is None:
+            raise JobFailedError(self.job_id, f"ended in state {record.state.value}")
+        raise JobFailedError(
+            self.job_id,
+            failure.message,
+            worker_id=failure.worker_id,
+            host=failure.host,
+            exc_type=failure.exc_type,
+            remote_traceback=failure.traceback,
+            task=failure.task,
+        )
+
+
+@contextlib.contextmanager
+def _interrupts_kill(master: JobMaster) -> Iterator[None]:
+    """Ctrl-C or SIGTERM on the submitting process kills the job (and so cleans it up)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def on_signal(signum: int, frame: Any) -> None:
+        master.kill(f"the submitting process received {signal.Signals(signum).name}")
+
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
