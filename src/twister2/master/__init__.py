@@ -1,6 +1,12 @@
 """The job master: registration, discovery, barriers, heartbeats, job states and the event log."""
 
-from twister2.master.client import BarrierError, MasterClient, MasterError, parse_address
+from twister2.master.client import (
+    BarrierError,
+    MasterClient,
+    MasterError,
+    MasterUnreachable,
+    parse_address,
+)
 from twister2.master.events import EventLog, JobSummary, list_jobs, read_events, summarize
 from twister2.master.record import Failure, JobRecord, describe_exit
 from twister2.master.server import JobMaster
@@ -14,6 +20,7 @@ __all__ = [
     "JobSummary",
     "MasterClient",
     "MasterError",
+    "MasterUnreachable",
     "describe_exit",
     "list_jobs",
     "parse_address",

@@ -19,13 +19,17 @@ import psutil
 
 from twister2 import wire
 
-__all__ = ["BarrierError", "MasterClient", "MasterError"]
+__all__ = ["BarrierError", "MasterClient", "MasterError", "MasterUnreachable"]
 
 log = logging.getLogger(__name__)
 
 
 class MasterError(RuntimeError):
     """The job master refused a request or could not be reached."""
+
+
+class MasterUnreachable(MasterError):
+    """The connection to the job master broke (it ended, or the network failed)."""
 
 
 class BarrierError(MasterError):
@@ -61,7 +65,7 @@ class MasterClient:
                 reply, _ = wire.recv_frame(self._sock)
             except OSError as exc:
                 msg = f"lost the connection to the job master at {self.address}: {exc}"
-                raise MasterError(msg) from exc
+                raise MasterUnreachable(msg) from exc
         return reply
 
     def _checked(self, header: dict[str, Any], blob: bytes = b"") -> dict[str, Any]:

@@ -48,7 +48,6 @@ class LocalLauncher(Launcher):
     name = "local"
 
     def check(self, job: Job) -> None:
-        super().check(job)
         limit = int(self.config["resource.local.max_workers"])
         if job.workers > limit:
             msg = (
@@ -56,6 +55,7 @@ class LocalLauncher(Launcher):
                 f"(resource.local.max_workers is {limit}): lower --workers or raise that key"
             )
             raise PlacementError(msg)
+        super().check(job)
 
     def launch(self, job: Job, env: dict[str, str]) -> LocalHandle:
         procs: list[subprocess.Popen[bytes]] = []

@@ -21,7 +21,7 @@ from typing import Any
 
 from twister2.config import Config
 from twister2.job import Entry
-from twister2.master.client import MasterClient, MasterError, parse_address
+from twister2.master.client import MasterClient, MasterError, MasterUnreachable, parse_address
 from twister2.net.channel import Channel, create_endpoint
 from twister2.worker.env import WorkerEnv, WorkerInfo
 
@@ -159,7 +159,7 @@ def main() -> int:
         channel.close()
         channel = None
         master.done(result)
-    except MasterError as exc:
+    except MasterUnreachable as exc:
         print(f"twister2 worker {wid}: {exc}", file=sys.stderr)
         return 3
     except BaseException as exc:  # noqa: BLE001 - every failure is reported to the master

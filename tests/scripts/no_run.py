@@ -1,0 +1,3 @@
+"""A script that never calls twister2.run."""
+
+print("nothing to run")
