@@ -53,8 +53,9 @@ def owner(word: str, workers: int) -> int:
 
 def main(env: WorkerEnv) -> dict[str, int] | None:
     parser = argparse.ArgumentParser(prog="word_count.py")
-    parser.add_argument("path", nargs="?", default=os.path.join(os.path.dirname(__file__),
-                                                                "data", "sample.txt"))
+    parser.add_argument(
+        "path", nargs="?", default=os.path.join(os.path.dirname(__file__), "data", "sample.txt")
+    )
     parser.add_argument("--top", type=int, default=10)
     args = parser.parse_args(env.args)
     n, me = env.num_workers, env.worker_id
@@ -78,8 +79,10 @@ def main(env: WorkerEnv) -> dict[str, int] | None:
     with open(args.path, "rb") as f:
         reference = count_words(f.read())
     if totals != reference:
-        raise AssertionError(f"distributed word count differs from the reference: "
-                             f"{len(totals)} words vs {len(reference)}")
+        raise AssertionError(
+            f"distributed word count differs from the reference: "
+            f"{len(totals)} words vs {len(reference)}"
+        )
     print(f"{sum(totals.values())} words, {len(totals)} distinct, counted by {n} workers:")
     for word, count in totals.most_common(args.top):
         print(f"{count:8d}  {word}")

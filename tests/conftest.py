@@ -6,6 +6,7 @@ listening socket of this process behind, waiting a moment for them to go first.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import time
@@ -17,7 +18,9 @@ import pytest
 
 
 @pytest.fixture(autouse=True)
-def isolated_config(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+def isolated_config(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> Path:
     """No user config is read; job logs and scratch go to a temporary folder."""
     base = tmp_path_factory.mktemp("twister2")
     monkeypatch.setenv("TWISTER2_CONFIG_DIR", str(base / "config"))
@@ -41,8 +44,11 @@ def _listening() -> set[tuple[str, int]]:
 
 
 def _children() -> set[int]:
-    return {p.pid for p in psutil.Process().children(recursive=True)
-            if p.status() != psutil.STATUS_ZOMBIE}
+    return {
+        p.pid
+        for p in psutil.Process().children(recursive=True)
+        if p.status() != psutil.STATUS_ZOMBIE
+    }
 
 
 def _threads() -> set[threading.Thread]:
@@ -65,13 +71,12 @@ def leak_check() -> Iterator[None]:
         time.sleep(0.1)
     problems = []
     if children:
-        described = [f"{pid} {psutil.Process(pid).cmdline()}" for pid in children
-                     if psutil.pid_exists(pid)]
+        described = [
+            f"{pid} {psutil.Process(pid).cmdline()}" for pid in children if psutil.pid_exists(pid)
+        ]
         for pid in children:
-            try:
+            with contextlib.suppress(psutil.Error):
                 psutil.Process(pid).kill()
-            except psutil.Error:
-                pass
         problems.append(f"child processes left running: {described}")
     if threads:
         problems.append(f"threads left running: {sorted(t.name for t in threads)}")

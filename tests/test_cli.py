@@ -21,7 +21,11 @@ def twister2(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[st
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     return subprocess.run(
         [sys.executable, "-m", "twister2.cli", *args],
-        capture_output=True, text=True, timeout=timeout, env=env, cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+        cwd=ROOT,
     )
 
 
@@ -45,8 +49,17 @@ def test_submit_hello_world(cluster: str, workers: str) -> None:
 
 def test_script_arguments_after_double_dash() -> None:
     text = ROOT / "examples" / "data" / "sample.txt"
-    proc = twister2("submit", "local", str(ROOT / "examples" / "word_count.py"), "-n", "3",
-                    "--", str(text), "--top", "2")
+    proc = twister2(
+        "submit",
+        "local",
+        str(ROOT / "examples" / "word_count.py"),
+        "-n",
+        "3",
+        "--",
+        str(text),
+        "--top",
+        "2",
+    )
     assert proc.returncode == 0, proc.stderr
     assert "counted by 3 workers" in proc.stdout
     assert len([line for line in proc.stdout.splitlines() if line.startswith("    ")]) == 2
@@ -128,14 +141,19 @@ def test_kill_a_running_job(jobs_dir: Path) -> None:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     submit = subprocess.Popen(
         [sys.executable, "-m", "twister2.cli", "submit", "local", str(SCRIPTS / "sleepy.py")],
-        env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         job_id = None
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
-            running = [j for j in json.loads(twister2("jobs", "--json").stdout)
-                       if j["state"] == "RUNNING"]
+            running = [
+                j for j in json.loads(twister2("jobs", "--json").stdout) if j["state"] == "RUNNING"
+            ]
             if running:
                 job_id = running[0]["job_id"]
                 break
@@ -149,8 +167,11 @@ def test_kill_a_running_job(jobs_dir: Path) -> None:
         _, err = submit.communicate(timeout=60)
         assert submit.returncode == 130
         assert f"job {job_id} was killed" in err
-        assert not [p for p in workers if psutil.pid_exists(p)
-                    and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
+        assert not [
+            p
+            for p in workers
+            if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE
+        ]
         listed = json.loads(twister2("jobs", "--json").stdout)
         assert listed[0]["state"] == "KILLED"
         again = twister2("kill", job_id)

@@ -38,13 +38,17 @@ def test_hello_discovery_and_ids(cluster: str, workers: int, jobs_dir: Path) -> 
 
 @pytest.mark.parametrize(
     ("cluster", "channel"),
-    [("local", "tcp"), pytest.param("mpi", "mpi", marks=pytest.mark.mpi),
-     pytest.param("mpi", "tcp", marks=pytest.mark.mpi)],
+    [
+        ("local", "tcp"),
+        pytest.param("mpi", "mpi", marks=pytest.mark.mpi),
+        pytest.param("mpi", "tcp", marks=pytest.mark.mpi),
+    ],
 )
 @pytest.mark.parametrize("workers", [1, 3])
 def test_point_to_point_over_real_channels(cluster: str, channel: str, workers: int) -> None:
-    result = twister2.run(jobs.channel_checks, workers=workers, cluster=cluster,
-                          config={"network.channel": channel})
+    result = twister2.run(
+        jobs.channel_checks, workers=workers, cluster=cluster, config={"network.channel": channel}
+    )
     assert result.values == ["ok"] * workers
 
 

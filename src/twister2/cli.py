@@ -46,16 +46,29 @@ def cli() -> None:
 @click.argument("script", type=click.Path(dir_okay=False, path_type=Path))
 @click.argument("script_args", nargs=-1, type=click.UNPROCESSED)
 @click.option(
-    "--workers", "-n", type=click.IntRange(min=1), envvar="TWISTER2_SUBMIT_WORKERS",
-    show_envvar=True, help="Number of workers (default: what the script asks for).",
+    "--workers",
+    "-n",
+    type=click.IntRange(min=1),
+    envvar="TWISTER2_SUBMIT_WORKERS",
+    show_envvar=True,
+    help="Number of workers (default: what the script asks for).",
 )
 @click.option(
-    "--config", "-c", "assignments", multiple=True, metavar="KEY=VALUE",
-    envvar="TWISTER2_SUBMIT_CONFIG", show_envvar=True,
+    "--config",
+    "-c",
+    "assignments",
+    multiple=True,
+    metavar="KEY=VALUE",
+    envvar="TWISTER2_SUBMIT_CONFIG",
+    show_envvar=True,
     help="Set a config key for this job (repeatable), e.g. master.failure_timeout=5.",
 )
 @click.option(
-    "--quiet", "-q", is_flag=True, envvar="TWISTER2_SUBMIT_QUIET", show_envvar=True,
+    "--quiet",
+    "-q",
+    is_flag=True,
+    envvar="TWISTER2_SUBMIT_QUIET",
+    show_envvar=True,
     help="Do not print the job's id and end.",
 )
 def submit(
@@ -102,7 +115,7 @@ def submit(
     if not sub.used:
         _fail(
             f"{script} did not call twister2.run(main, ...): a job script runs its entry function "
-            "with twister2.run under `if __name__ == \"__main__\":`"
+            'with twister2.run under `if __name__ == "__main__":`'
         )
 
 
@@ -111,17 +124,32 @@ def _log_dir(log_dir: Path | None) -> Path:
 
 
 _LOG_DIR = click.option(
-    "--log-dir", type=click.Path(file_okay=False, path_type=Path), envvar="TWISTER2_JOBS_LOG_DIR",
-    show_envvar=True, help="Where job event logs are (default: the config's job.log_dir).",
+    "--log-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    envvar="TWISTER2_JOBS_LOG_DIR",
+    show_envvar=True,
+    help="Where job event logs are (default: the config's job.log_dir).",
 )
 
 
 @cli.command()
 @_LOG_DIR
-@click.option("--state", "states", multiple=True, envvar="TWISTER2_JOBS_STATE", show_envvar=True,
-              help="Only jobs in this state (repeatable).")
-@click.option("--json", "as_json", is_flag=True, envvar="TWISTER2_JOBS_JSON", show_envvar=True,
-              help="Print JSON instead of a table.")
+@click.option(
+    "--state",
+    "states",
+    multiple=True,
+    envvar="TWISTER2_JOBS_STATE",
+    show_envvar=True,
+    help="Only jobs in this state (repeatable).",
+)
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    envvar="TWISTER2_JOBS_JSON",
+    show_envvar=True,
+    help="Print JSON instead of a table.",
+)
 def jobs(log_dir: Path | None, states: tuple[str, ...], as_json: bool) -> None:
     """List jobs, newest first, from their event logs."""
     folder = _log_dir(log_dir)
@@ -129,11 +157,24 @@ def jobs(log_dir: Path | None, states: tuple[str, ...], as_json: bool) -> None:
     wanted = {s.upper() for s in states}
     found = [j for j in found if not wanted or j.state in wanted]
     if as_json:
-        click.echo(json.dumps([
-            {"job_id": j.job_id, "name": j.name, "state": j.state, "cluster": j.cluster,
-             "workers": j.workers, "start": j.start, "duration": j.duration, "error": j.error}
-            for j in found
-        ], indent=2))
+        click.echo(
+            json.dumps(
+                [
+                    {
+                        "job_id": j.job_id,
+                        "name": j.name,
+                        "state": j.state,
+                        "cluster": j.cluster,
+                        "workers": j.workers,
+                        "start": j.start,
+                        "duration": j.duration,
+                        "error": j.error,
+                    }
+                    for j in found
+                ],
+                indent=2,
+            )
+        )
         return
     if not found:
         click.echo(f"no jobs in {folder}")
@@ -141,7 +182,9 @@ def jobs(log_dir: Path | None, states: tuple[str, ...], as_json: bool) -> None:
     rows = [("JOB ID", "STATE", "CLUSTER", "WORKERS", "STARTED", "DURATION")]
     for j in found:
         started = (
-            datetime.datetime.fromtimestamp(j.start).strftime("%Y-%m-%d %H:%M:%S") if j.start else "-"
+            datetime.datetime.fromtimestamp(j.start).strftime("%Y-%m-%d %H:%M:%S")
+            if j.start
+            else "-"
         )
         duration = f"{j.duration:.1f}s" if j.duration is not None else "-"
         rows.append((j.job_id, j.state, j.cluster, str(j.workers), started, duration))
@@ -165,8 +208,9 @@ def kill(job_id: str, log_dir: Path | None) -> None:
     master_file = job_folder / MASTER_FILE
     try:
         info = json.loads(master_file.read_text())
-        client = MasterClient((info["host"], int(info["port"])), bytes.fromhex(info["secret"]),
-                              timeout=5.0)
+        client = MasterClient(
+            (info["host"], int(info["port"])), bytes.fromhex(info["secret"]), timeout=5.0
+        )
     except (OSError, ValueError, KeyError, MasterError):
         state = summarize(job_folder).state
         _fail(f"job {job_id} is not running (state {state})", EXIT_FAILED)

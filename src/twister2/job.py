@@ -21,14 +21,14 @@ import sys
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
 __all__ = ["Entry", "Job", "JobState", "Resources", "WorkerState", "new_job_id"]
 
 
-class JobState(str, Enum):
+class JobState(StrEnum):
     """The life of a job, as the job master records it."""
 
     STARTING = "STARTING"
@@ -42,7 +42,7 @@ class JobState(str, Enum):
         return self in (JobState.COMPLETED, JobState.FAILED, JobState.KILLED)
 
 
-class WorkerState(str, Enum):
+class WorkerState(StrEnum):
     """The life of one worker."""
 
     STARTING = "STARTING"

@@ -120,8 +120,14 @@ def run(
             memory_mb=int(cfg["resource.memory_mb"]),
             disk_gb=float(cfg["resource.disk_gb"]),
         )
-    job = Job.create(main, workers=workers, name=name, resources=resources, config=cfg.to_dict(),
-                     args=script_args)
+    job = Job.create(
+        main,
+        workers=workers,
+        name=name,
+        resources=resources,
+        config=cfg.to_dict(),
+        args=script_args,
+    )
     return _Runner(job, cluster, cfg).run()
 
 
@@ -178,7 +184,10 @@ class _Runner:
         master.start()
         log.info(
             "job %s: %d workers on %s (event log %s)",
-            self.job_id, self.job.workers, self.cluster, log_folder,
+            self.job_id,
+            self.job.workers,
+            self.cluster,
+            log_folder,
         )
         try:
             with _interrupts_kill(master):
@@ -216,10 +225,7 @@ class _Runner:
     def _outcome(self, master: JobMaster, log_folder: Path) -> JobResult:
         record = master.record
         if record.state is JobState.COMPLETED:
-            values = [
-                pickle.loads(record.members[i].result) if record.members[i].result else None
-                for i in range(self.job.workers)
-            ]
+            values = [_value(record.members[i].result) for i in range(self.job.workers)]
             return JobResult(self.job_id, record.state, values, log_folder)
         if record.state is JobState.KILLED:
             raise JobKilledError(self.job_id, record.kill_reason)
@@ -235,6 +241,10 @@ class _Runner:
             remote_traceback=failure.traceback,
             task=failure.task,
         )
+
+
+def _value(blob: bytes | None) -> Any:
+    return pickle.loads(blob) if blob else None
 
 
 @contextlib.contextmanager

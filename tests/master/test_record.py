@@ -23,7 +23,7 @@ def test_ids_are_dense_and_requested_ids_are_honoured() -> None:
     assert job.state is JobState.STARTING
     with pytest.raises(RegistrationError, match="already taken"):
         job.register(2, "h", 1, "", 0.0)
-    with pytest.raises(RegistrationError, match="out of range 0..3"):
+    with pytest.raises(RegistrationError, match=r"out of range 0\.\.3"):
         job.register(7, "h", 1, "", 0.0)
     assert job.register(None, "h", 1, "", 0.0) == 3
     assert job.state is JobState.RUNNING
@@ -48,7 +48,9 @@ def test_barrier_blocked_by_a_finished_worker() -> None:
     g = job.arrive("b", 0)
     assert job.barrier_blocker("b", g) is None
     job.complete(1, None)
-    assert "workers [1] finished without reaching barrier 'b'" in (job.barrier_blocker("b", g) or "")
+    assert "workers [1] finished without reaching barrier 'b'" in (
+        job.barrier_blocker("b", g) or ""
+    )
 
 
 def test_heartbeat_timeout_fails_the_silent_worker() -> None:

@@ -23,7 +23,9 @@ def master(tmp_path: Path):  # type: ignore[no-untyped-def]
     m.stop()
 
 
-def test_wrong_secret_is_refused_and_logged(master: JobMaster, caplog: pytest.LogCaptureFixture) -> None:
+def test_wrong_secret_is_refused_and_logged(
+    master: JobMaster, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.WARNING, logger="twister2.master.server")
     with pytest.raises(wire.AuthenticationError):
         MasterClient(master.address, b"not the secret" * 3, timeout=5.0)

@@ -25,7 +25,9 @@ def check_objects(ch: Channel) -> None:
     for source in range(ch.size):
         got[source] = ch.recv(source, TAG_OBJ)
     for source, value in got.items():
-        assert value == {"from": source, "to": ch.rank, "v": (None, "ü" * ch.rank, [1.5] * 3)}, value
+        assert value == {"from": source, "to": ch.rank, "v": (None, "ü" * ch.rank, [1.5] * 3)}, (
+            value
+        )
 
 
 def big_array(rank: int, n: int) -> np.ndarray:
@@ -38,8 +40,11 @@ def check_large_arrays(ch: Channel, nbytes: int = 16 * 1024 * 1024) -> None:
     n = nbytes // 8
     dest = (ch.rank + 1) % ch.size
     source = (ch.rank - 1) % ch.size
-    ch.send({"a": big_array(ch.rank, n), "m": big_array(ch.rank, 600).view(np.float64).reshape(20, 30)},
-            dest, TAG_ARR)
+    ch.send(
+        {"a": big_array(ch.rank, n), "m": big_array(ch.rank, 600).view(np.float64).reshape(20, 30)},
+        dest,
+        TAG_ARR,
+    )
     got = ch.recv(source, TAG_ARR)
     expect = big_array(source, n)
     assert got["a"].dtype == np.int64 and got["a"].shape == expect.shape
@@ -96,8 +101,14 @@ def check_bad_peer(ch: Channel) -> None:
         raise AssertionError("send to a missing worker did not fail")
 
 
-ALL_CHECKS = [check_objects, check_large_arrays, check_order, check_any_source, check_timeout,
-              check_bad_peer]
+ALL_CHECKS = [
+    check_objects,
+    check_large_arrays,
+    check_order,
+    check_any_source,
+    check_timeout,
+    check_bad_peer,
+]
 
 
 def run_all(ch: Channel) -> str:

@@ -77,8 +77,13 @@ class MasterClient:
 
     def register(self, requested_id: int | None, host: str, address: str) -> dict[str, Any]:
         reply = self._checked(
-            {"op": "register", "requested_id": requested_id, "host": host, "pid": os.getpid(),
-             "address": address}
+            {
+                "op": "register",
+                "requested_id": requested_id,
+                "host": host,
+                "pid": os.getpid(),
+                "address": address,
+            }
         )
         self.worker_id = int(reply["worker_id"])
         return reply
@@ -114,8 +119,9 @@ class MasterClient:
                     with proc.oneshot():
                         rss = proc.memory_info().rss
                         cpu = proc.cpu_percent()
-                    wire.send_frame(sock, {"op": "heartbeat", "rss": rss, "cpu": cpu,
-                                           "time": time.time()})
+                    wire.send_frame(
+                        sock, {"op": "heartbeat", "rss": rss, "cpu": cpu, "time": time.time()}
+                    )
             except OSError:
                 if not self._stop.is_set():
                     log.error("worker %s: the job master is gone; ending", self.worker_id)

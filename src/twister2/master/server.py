@@ -94,8 +94,12 @@ class JobMaster:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as f:
             json.dump(
-                {"host": self.address[0], "port": self.address[1], "pid": os.getpid(),
-                 "secret": self.secret.hex()},
+                {
+                    "host": self.address[0],
+                    "port": self.address[1],
+                    "pid": os.getpid(),
+                    "secret": self.secret.hex(),
+                },
                 f,
             )
 
@@ -105,7 +109,7 @@ class JobMaster:
         self._threads.append(thread)
         thread.start()
 
-    # -- what the client's wait loop calls -----------------------------------------------------------
+    # -- what the client's wait loop calls ------------------------------------------------
     def tick(self) -> None:
         """Apply the clock: join deadline, heartbeat timeouts, lost connections."""
         with self._cond:
@@ -230,8 +234,15 @@ class JobMaster:
             return {"ok": True}, wid, False
         if op == "status":
             with self._cond:
-                return {"ok": True, "state": self.record.state.value,
-                        "workers": self.record.worker_list()}, wid, False
+                return (
+                    {
+                        "ok": True,
+                        "state": self.record.state.value,
+                        "workers": self.record.worker_list(),
+                    },
+                    wid,
+                    False,
+                )
         if wid is None:
             return {"ok": False, "error": f"register before {op!r}"}, wid, False
         if op == "workers":
@@ -286,8 +297,10 @@ class JobMaster:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     missing = self.record.missing()
-                    return {"ok": False,
-                            "error": f"workers {missing} did not join within {timeout:g} s"}
+                    return {
+                        "ok": False,
+                        "error": f"workers {missing} did not join within {timeout:g} s",
+                    }
                 self._cond.wait(min(remaining, _TICK))
             return {"ok": True, "workers": self.record.worker_list()}
 

@@ -101,8 +101,8 @@ class Endpoint(abc.ABC):
     """A worker's side of a channel before the job's workers know each other.
 
     A worker makes its endpoint first (a tcp endpoint binds its listening socket), publishes
-    ``address`` through the job master, and once every worker's address is known, ``open``\s
-    the channel.
+    ``address`` through the job master, and once every worker's address is known, calls
+    ``open`` to get the channel.
     """
 
     address: str = ""
@@ -151,6 +151,29 @@ class Mailbox:
 
     ``put`` blocks while more than ``max_bytes`` from one source wait unread, which stalls the
     reader of that source's connection and so pushes back on the sender.
+
+    A source ends in one of two ways. :meth:`fail` (the connection broke) makes receives from
+    that source, and receives from any source, raise :class:`ChannelError` once nothing matching
+    is left. :meth:`close_source` (the peer closed its channel and said goodbye) makes receives
+    from that source raise once its queue is empty, but leaves receives from any source waiting
+    for the others. Values that arrived before either are always delivered first.
+
+    Example
+    -------
+    >>> from twister2.net.channel import ANY_SOURCE, Mailbox
+    >>> box = Mailbox(rank=0)
+    >>> box.put(source=1, tag=5, value="last words")
+    >>> box.close_source(1)
+    >>> box.get(1, 5, timeout=1.0)
+    (1, 'last words')
+    >>> box.get(1, 5, timeout=1.0)
+    Traceback (most recent call last):
+    ...
+    twister2.net.channel.ChannelError: worker 0: worker 1 closed its channel
+    >>> box.get(ANY_SOURCE, 5, timeout=0.01)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    twister2.net.channel.ChannelTimeout: worker 0: no message with tag 5 from any ... within 0.01 s
     """
 
     def __init__(self, rank: int, max_bytes: int | None = None) -> None:
@@ -160,12 +183,18 @@ class Mailbox:
         self._queues: dict[int, dict[int, deque[_Entry]]] = {}
         self._pending_bytes: dict[int, int] = {}
         self._failed: dict[int, str] = {}
+        self._finished: set[int] = set()
         self._closed = False
         self._seq = 0
 
-    def put(self, source: int, tag: int, value: Any, nbytes: int = 0) -> None:
+    def put(self, source: int, tag: int, value: Any, nbytes: int = 0, *, wait: bool = True) -> None:
+        """Queue ``value``; with ``wait``, first wait until ``source`` is under ``max_bytes``.
+
+        ``wait=False`` counts the bytes without waiting: for a worker's sends to itself, where
+        waiting for its own receive would never end.
+        """
         with self._cond:
-            if self.max_bytes is not None:
+            if wait and self.max_bytes is not None:
                 while (
                     not self._closed
                     and self._pending_bytes.get(source, 0) > 0
@@ -185,7 +214,14 @@ class Mailbox:
             self._failed[source] = reason
             self._cond.notify_all()
 
+    def close_source(self, source: int) -> None:
+        """Mark ``source`` as closed normally: it sends nothing more, the others still may."""
+        with self._cond:
+            self._finished.add(source)
+            self._cond.notify_all()
+
     def close(self) -> None:
+        """Close this side: waiting and later receives raise, waiting calls to ``put`` return."""
         with self._cond:
             self._closed = True
             self._cond.notify_all()
@@ -207,21 +243,28 @@ class Mailbox:
         self._cond.notify_all()
         return source, entry.value
 
+    def _ended(self, source: int) -> str | None:
+        """Why nothing more can match a receive from ``source``, or None while something may."""
+        if self._closed:
+            return "channel closed"
+        if source == ANY_SOURCE:
+            return next(iter(self._failed.values()), None)
+        if source in self._failed:
+            return self._failed[source]
+        if source in self._finished:
+            return f"worker {source} closed its channel"
+        return None
+
     def get(self, source: int, tag: int, timeout: float | None) -> tuple[int, Any]:
+        """The next value with ``tag`` from ``source`` (or ``ANY_SOURCE``): ``(source, value)``."""
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._cond:
             while True:
                 got = self._take(source, tag)
                 if got is not None:
                     return got
-                if self._closed:
-                    msg = f"worker {self.rank}: channel closed"
-                    raise ChannelError(msg)
-                if source != ANY_SOURCE and source in self._failed:
-                    msg = f"worker {self.rank}: {self._failed[source]}"
-                    raise ChannelError(msg)
-                if source == ANY_SOURCE and self._failed:
-                    s, why = next(iter(self._failed.items()))
+                why = self._ended(source)
+                if why is not None:
                     msg = f"worker {self.rank}: {why}"
                     raise ChannelError(msg)
                 remaining = None if deadline is None else deadline - time.monotonic()

@@ -3,8 +3,8 @@
 from twister2.resource import local as _local
 from twister2.resource import mpi as _mpi
 from twister2.resource.base import (
-    LaunchHandle,
     Launcher,
+    LaunchHandle,
     PlacementError,
     available_launchers,
     get_launcher,

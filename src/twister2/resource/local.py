@@ -11,8 +11,8 @@ from typing import Any
 
 from twister2.job import Job
 from twister2.resource.base import (
-    LaunchHandle,
     Launcher,
+    LaunchHandle,
     PlacementError,
     register_launcher,
     stop_process_group,
@@ -61,7 +61,11 @@ class LocalLauncher(Launcher):
         procs: list[subprocess.Popen[bytes]] = []
         try:
             for index in range(job.workers):
-                worker_env: dict[str, Any] = {**os.environ, **env, "TWISTER2_WORKER_INDEX": str(index)}
+                worker_env: dict[str, Any] = {
+                    **os.environ,
+                    **env,
+                    "TWISTER2_WORKER_INDEX": str(index),
+                }
                 procs.append(
                     subprocess.Popen(worker_command(), env=worker_env, start_new_session=True)
                 )

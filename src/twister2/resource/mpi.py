@@ -15,8 +15,8 @@ from pathlib import Path
 from twister2.job import Job
 from twister2.resource.base import (
     WHOLE_JOB,
-    LaunchHandle,
     Launcher,
+    LaunchHandle,
     PlacementError,
     check_memory,
     register_launcher,
@@ -85,7 +85,9 @@ class MpiLauncher(Launcher):
         cmd = [self.mpiexec, "-n", str(job.workers)]
         hostfile = self.config["resource.mpi.hostfile"]
         if hostfile:
-            cmd += ["-f", str(hostfile)] if _is_hydra(self.mpiexec) else ["--hostfile", str(hostfile)]
+            cmd += (
+                ["-f", str(hostfile)] if _is_hydra(self.mpiexec) else ["--hostfile", str(hostfile)]
+            )
         cmd += [str(a) for a in self.config["resource.mpi.extra_args"]]
         return [*cmd, *worker_command()]
 

@@ -30,8 +30,13 @@ __all__ = ["load_entry", "main"]
 END_BARRIER = "twister2.end"
 SCRIPT_MODULE = "__twister2_main__"
 
-_RANK_VARIABLES = ("TWISTER2_WORKER_INDEX", "PMI_RANK", "OMPI_COMM_WORLD_RANK", "PMIX_RANK",
-                   "SLURM_PROCID")
+_RANK_VARIABLES = (
+    "TWISTER2_WORKER_INDEX",
+    "PMI_RANK",
+    "OMPI_COMM_WORLD_RANK",
+    "PMIX_RANK",
+    "SLURM_PROCID",
+)
 
 
 def requested_id() -> int | None:
@@ -82,7 +87,7 @@ def _channel_scheme(config: Mapping[str, Any], cluster: str) -> str:
 
 
 def _import_channels() -> None:
-    import twister2.net.mpi  # noqa: F401  (registers "mpi")
+    import twister2.net.mpi
     import twister2.net.tcp  # noqa: F401  (registers "tcp")
 
 
@@ -99,7 +104,11 @@ def _logger(job_id: str, wid: int, level: str) -> logging.LoggerAdapter[logging.
 
 def _error_report(exc: BaseException) -> dict[str, str]:
     kind = type(exc)
-    name = kind.__qualname__ if kind.__module__ == "builtins" else f"{kind.__module__}.{kind.__qualname__}"
+    name = (
+        kind.__qualname__
+        if kind.__module__ == "builtins"
+        else f"{kind.__module__}.{kind.__qualname__}"
+    )
     return {
         "type": name,
         "message": str(exc),
@@ -162,11 +171,12 @@ def main() -> int:
     except MasterUnreachable as exc:
         print(f"twister2 worker {wid}: {exc}", file=sys.stderr)
         return 3
-    except BaseException as exc:  # noqa: BLE001 - every failure is reported to the master
+    except BaseException as exc:
         try:
             if wid is None:
-                master.request({"op": "register", "requested_id": requested_id(), "host": host,
-                                "address": ""})
+                master.request(
+                    {"op": "register", "requested_id": requested_id(), "host": host, "address": ""}
+                )
             master.failed(_error_report(exc))
         except (MasterError, OSError):
             traceback.print_exc()
