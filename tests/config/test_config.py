@@ -75,6 +75,7 @@ EXPECTED_DEFAULTS: dict[str, Any] = {
     "network.channel": "auto",
     "network.interface": "127.0.0.1",
     "network.connect_timeout": 30.0,
+    "network.close_timeout": 10.0,
     "network.recv_timeout": 600.0,
     "network.recv_buffer_bytes": 268435456,
     "resource.cpu": 1.0,
