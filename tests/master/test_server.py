@@ -77,3 +77,18 @@ def test_kill_request(master: JobMaster) -> None:
     finally:
         client.close()
     assert master.state is JobState.KILLED
+
+
+def test_workers_log_events_but_not_states(master: JobMaster) -> None:
+    client = MasterClient(master.address, master.secret)
+    try:
+        client.register(None, "h", "")
+        client.event("operation", op="reduce", nbytes=10)
+        with pytest.raises(Exception, match="cannot log 'job' events"):
+            client.event("job", state="COMPLETED")
+    finally:
+        client.close()
+    master.stop()
+    ops = [e for e in read_events(master.events.folder) if e["type"] == "operation"]
+    assert ops and ops[0]["op"] == "reduce" and ops[0]["worker_id"] == 0
+    assert master.state is not JobState.COMPLETED

@@ -95,6 +95,11 @@ class MasterClient:
     def barrier(self, name: str, timeout: float) -> None:
         self._checked({"op": "barrier", "name": name, "timeout": timeout})
 
+    def event(self, kind: str, **fields: Any) -> None:
+        """Append an event (JSON-serialisable fields) to the job's event log, tagged with this
+        worker's id: what operators, tasks and the dashboard report through."""
+        self._checked({"op": "event", "kind": kind, "fields": fields})
+
     def done(self, result: Any) -> None:
         try:
             blob = pickle.dumps(result, protocol=5)

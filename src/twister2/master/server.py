@@ -249,6 +249,13 @@ class JobMaster:
             return self._wait_workers(float(header.get("timeout", self.join_timeout))), wid, False
         if op == "barrier":
             return self._barrier(wid, str(header["name"]), float(header["timeout"])), wid, False
+        if op == "event":
+            fields = header.get("fields", {})
+            kind = str(header.get("kind", "event"))
+            if kind in ("job", "worker", "failure") or not isinstance(fields, dict):
+                return {"ok": False, "error": f"workers cannot log {kind!r} events"}, wid, False
+            self.log_event(kind, worker_id=wid, **fields)
+            return {"ok": True}, wid, False
         if op == "done":
             with self._cond:
                 self.record.complete(wid, blob or None)
