@@ -4,6 +4,7 @@
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 source "$root/scripts/setup.sh" test
+bash "$root/scripts/system_deps.sh"
 cd "$root"
 echo "== ruff"
 ruff check src tests examples benchmarks
