@@ -7,7 +7,7 @@ source "$root/scripts/setup.sh" test
 bash "$root/scripts/system_deps.sh"
 cd "$root"
 echo "== ruff"
-ruff check src tests examples benchmarks
+ruff check .
 echo "== mypy"
 mypy
 echo "== pytest"
