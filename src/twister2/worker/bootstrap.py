@@ -14,6 +14,7 @@ import logging
 import os
 import socket
 import sys
+import threading
 import traceback
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -102,6 +103,73 @@ def _logger(job_id: str, wid: int, level: str) -> logging.LoggerAdapter[logging.
     return logging.LoggerAdapter(logging.getLogger("twister2.job"), {"worker_id": wid})
 
 
+class _LogShipper(logging.Handler):
+    """Ships the worker's log records (INFO and up) to its job master as ``log`` events.
+
+    Lines go in one batch a second, at most ``rate`` of them: a chatty worker cannot flood the
+    master; the lines past that are counted in the next batch's ``dropped``. ``close`` sends
+    what is left (call it before reporting the worker's end).
+    """
+
+    MAX_MESSAGE = 4000
+
+    def __init__(self, master: MasterClient, rate: int, interval: float = 1.0) -> None:
+        super().__init__(logging.INFO)
+        self.setFormatter(logging.Formatter("%(message)s"))
+        self._master = master
+        self._rate = rate
+        self._interval = interval
+        self._pending: list[dict[str, Any]] = []
+        self._dropped = 0
+        self._guard = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="twister2-log-shipper", daemon=True)
+        self._thread.start()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if threading.current_thread() is self._thread:
+            return
+        try:
+            message = self.format(record)[: self.MAX_MESSAGE]
+        except Exception:
+            self.handleError(record)
+            return
+        line = {
+            "time": record.created,
+            "level": record.levelname,
+            "logger": record.name,
+            "message": message,
+        }
+        with self._guard:
+            if len(self._pending) < self._rate:
+                self._pending.append(line)
+            else:
+                self._dropped += 1
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._interval):
+            self._send()
+
+    def _send(self) -> None:
+        with self._guard:
+            lines, self._pending = self._pending, []
+            dropped, self._dropped = self._dropped, 0
+        if not lines and not dropped:
+            return
+        try:
+            self._master.event("log", lines=lines, dropped=dropped)
+        except MasterError:
+            self._stop.set()
+
+    def close(self) -> None:
+        logging.getLogger().removeHandler(self)
+        if not self._stop.is_set():
+            self._stop.set()
+            self._thread.join(timeout=5.0)
+            self._send()
+        super().close()
+
+
 def _error_report(exc: BaseException) -> dict[str, str]:
     kind = type(exc)
     name = (
@@ -134,6 +202,7 @@ def main() -> int:
     master = MasterClient(address, secret)
     wid: int | None = None
     channel: Channel | None = None
+    shipper: _LogShipper | None = None
     try:
         spec = master.request({"op": "spec"})["spec"]
         config = Config.from_dict(spec["config"])
@@ -144,6 +213,9 @@ def main() -> int:
         wid = int(reply["worker_id"])
         logger = _logger(job_id, wid, str(config["logging.level"]))
         master.start_heartbeats(float(config["master.heartbeat_interval"]))
+        if int(config["dashboard.log_lines_per_second"]) > 0:
+            shipper = _LogShipper(master, int(config["dashboard.log_lines_per_second"]))
+            logging.getLogger().addHandler(shipper)
         workers = [WorkerInfo(**w) for w in master.workers(float(config["master.join_timeout"]))]
         channel = endpoint.open(wid, len(workers), [w.address for w in workers], secret)
         scratch = Path(spec["scratch_root"]) / f"worker-{wid}"
@@ -165,13 +237,18 @@ def main() -> int:
         )
         result = func(env)
         master.barrier(END_BARRIER, float(config["master.barrier_timeout"]))
+        env.close()
         channel.close()
         channel = None
+        if shipper is not None:
+            shipper.close()
         master.done(result)
     except MasterUnreachable as exc:
         print(f"twister2 worker {wid}: {exc}", file=sys.stderr)
         return 3
     except BaseException as exc:
+        if shipper is not None:
+            shipper.close()
         try:
             if wid is None:
                 master.request(

@@ -20,6 +20,7 @@ from typing import Any
 
 from twister2.master.client import MasterClient
 from twister2.net.channel import Channel
+from twister2.net.dataflow import Dataflow
 
 __all__ = ["WorkerEnv", "WorkerInfo"]
 
@@ -69,6 +70,25 @@ class WorkerEnv:
     args: list[str]
     cluster: str
     master: MasterClient = field(repr=False)
+    _dataflow: Dataflow | None = field(default=None, repr=False)
+
+    @property
+    def dataflow(self) -> Dataflow:
+        """The Twister2:Net dataflow engine over ``comm``: create operators on it.
+
+        >>> from twister2.net import Plan                     # doctest: +SKIP
+        >>> from twister2.net.batch import AllReduce          # doctest: +SKIP
+        >>> op = AllReduce(env.dataflow, Plan.per_worker(env.num_workers), "sum")  # doctest: +SKIP
+        """
+        if self._dataflow is None:
+            self._dataflow = Dataflow(self.comm, config=self.config, scratch_dir=self.scratch_dir)
+        return self._dataflow
+
+    def close(self) -> None:
+        """Stop the dataflow engine, if it was started (the worker's bootstrap does this)."""
+        if self._dataflow is not None:
+            self._dataflow.close()
+            self._dataflow = None
 
     def barrier(self, name: str = "default", timeout: float | None = None) -> None:
         """Wait until every worker has reached barrier ``name``.
