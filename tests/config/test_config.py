@@ -76,6 +76,11 @@ EXPECTED_DEFAULTS: dict[str, Any] = {
     "network.interface": "127.0.0.1",
     "network.connect_timeout": 30.0,
     "network.close_timeout": 10.0,
+    "net.batch_records": 1024,
+    "net.send_buffer_records": 65536,
+    "net.tree_degree": 2,
+    "net.partition_routing": "direct",
+    "net.spill.memory_bytes": 104857600,
     "network.recv_timeout": 600.0,
     "network.recv_buffer_bytes": 268435456,
     "resource.cpu": 1.0,
@@ -85,6 +90,26 @@ EXPECTED_DEFAULTS: dict[str, Any] = {
     "resource.mpi.mpiexec": "",
     "resource.mpi.hostfile": None,
     "resource.mpi.extra_args": (),
+    "dashboard.interface": "127.0.0.1",
+    "dashboard.port": 8686,
+    "dashboard.metrics_interval": 5.0,
+    "dashboard.log_lines_per_second": 100,
+    "dashboard.straggler_factor": 1.5,
+    "storage.persistent_root": "~/.twister2/storage",
+    "storage.persistent_shared": True,
+    "storage.volatile_root": None,
+    "io.batch_rows": 65536,
+    "io.text.block_bytes": 1048576,
+    "io.csv.bad_rows": "error",
+    "io.csv.infer_bytes": 1048576,
+    "io.s3.endpoint": "",
+    "io.s3.access_key": "",
+    "io.s3.secret_key": "",
+    "io.s3.region": "",
+    "io.s3.connect_timeout": 5.0,
+    "io.s3.request_timeout": 60.0,
+    "io.s3.max_attempts": 3,
+    "io.hdfs.user": "",
 }
 
 
@@ -543,8 +568,11 @@ def test_unknown_key_suggests_the_same_key_in_another_section() -> None:
 
 
 def test_unknown_key_with_nothing_close_lists_the_sections() -> None:
-    with pytest.raises(ConfigError, match="the known sections are job, logging, master, network"):
+    with pytest.raises(ConfigError, match="the known sections are ") as info:
         config.set(zzz__qqq=1)
+    listed = str(info.value).split("the known sections are ")[1]
+    for section in ("job", "logging", "master", "network", "resource"):
+        assert section in listed
 
 
 def test_a_section_is_not_a_key(conf_dir: Path) -> None:

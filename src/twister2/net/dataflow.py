@@ -231,12 +231,21 @@ class Operation:
         return self._pending < self._limit
 
     def _flush(self, dest: int | None = None, kind: str = "data") -> None:
-        dests = [dest] if dest is not None else list(self._outbox)
+        dests = [dest] if dest is not None else self._flush_order()
         for d in dests:
             records = self._outbox.pop(d, None)
             if records:
                 self._pending -= len(records)
                 self._transmit(d, kind, records)
+
+    def _flush_order(self) -> list[int]:
+        """The workers to flush to: by id, or in ring order from this worker's right neighbour
+        (``net.partition_routing: ring``), so that no two workers send to the same peer at once."""
+        if self.flow.setting("net.partition_routing", "direct") == "ring":
+            size = self.flow.size
+            ring = [(self.rank + k) % size for k in range(1, size + 1)]
+            return [d for d in ring if d in self._outbox]
+        return sorted(self._outbox)
 
     def _transmit(self, dest: int, kind: str, payload: Any) -> None:
         try:
