@@ -7,7 +7,8 @@ receiving never waits on the user's thread: sends cannot deadlock on a peer that
 All sends happen in the user's thread, in :meth:`Operation.progress`.
 
 The protocol every operation follows, as in Twister2: sources call ``send(source, value)`` (which
-returns ``False`` when the operation's send buffer is full: call ``progress()`` and try again)
+returns ``False``, without taking the value, when the operation's send buffer is full: call
+``progress()`` and send it again)
 and finally ``finish(source)``; every worker calls ``progress()`` until ``done()``
 (:meth:`Operation.wait` does both); targets then read their results.
 
@@ -23,7 +24,7 @@ import pickle
 import sys
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -80,6 +81,7 @@ class Dataflow:
         self._lock = threading.Lock()
         self._failure: BaseException | None = None
         self._closed = False
+        self._closers: list[Callable[[], None]] = []
         self._thread = threading.Thread(
             target=self._dispatch, name=f"twister2-dataflow-{self.rank}", daemon=True
         )
@@ -142,12 +144,18 @@ class Dataflow:
         else:
             self.channel.send((op.id, kind, payload), dest, DATAFLOW_TAG)
 
+    def on_close(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` when the dataflow closes (before its dispatcher stops)."""
+        self._closers.append(callback)
+
     def close(self) -> None:
         """Stop the dispatcher thread (the channel stays open)."""
         with self._lock:
             if self._closed:
                 return
             self._closed = True
+        for callback in self._closers:
+            callback()
         with contextlib.suppress(ChannelError):
             self.channel.send(_STOP, self.rank, DATAFLOW_TAG)
         self._thread.join(timeout=10.0)
@@ -223,12 +231,16 @@ class Operation:
 
     # -- outgoing batches --------------------------------------------------------------------------
     def _queue(self, dest: int, record: Any) -> bool:
+        """Buffer ``record`` for worker ``dest``; ``False`` (record not taken) when the send
+        buffer is full: call ``progress()`` and send it again."""
+        if self._pending >= self._limit:
+            return False
         box = self._outbox.setdefault(dest, [])
         box.append(record)
         self._pending += 1
         if len(box) >= self._batch:
             self._flush(dest)
-        return self._pending < self._limit
+        return True
 
     def _flush(self, dest: int | None = None, kind: str = "data") -> None:
         dests = [dest] if dest is not None else self._flush_order()

@@ -240,6 +240,8 @@ class Broadcast(Operation):
     def send(self, source: int, value: Any) -> bool:
         self._check_source(source)
         self._raise_error()
+        if self.children and self._pending >= self._limit:
+            return False
         with self._cond:
             self._values.append(value)
         if not self.children:
@@ -286,7 +288,7 @@ class Broadcast(Operation):
         self._pending += 1
         if len(box) >= self._batch:
             self._fan_out()
-        return self._pending < self._limit
+        return True
 
     def done(self) -> bool:
         return self._end_sent
