@@ -13,7 +13,6 @@ Example
 
 from __future__ import annotations
 
-import inspect
 import os
 import re
 import secrets
@@ -104,6 +103,8 @@ class Entry:
                 raise ValueError(msg)
             return cls(function=qualname, script=str(Path(path).resolve()))
         if module == "__twister2_main__":  # a worker of a job submitting another job
+            import inspect
+
             path = inspect.getsourcefile(func)
             return cls(function=qualname, script=str(Path(path or "").resolve()))
         return cls(function=qualname, module=module)

@@ -49,7 +49,7 @@ from twister2.net.channel import (
     Mailbox,
     register_channel,
 )
-from twister2.net.serialization import dumps, loads
+from twister2.net.serialization import dumps, loads, receive_buffer
 
 __all__ = ["MpiChannel", "MpiEndpoint"]
 
@@ -320,7 +320,7 @@ class MpiChannel(Channel):
         for _ in range(nparts):
             (length,) = _LENGTH.unpack_from(header, offset)
             offset += _LENGTH.size
-            part = bytearray(length)
+            part = receive_buffer(length)
             self._comm.Recv([part, mpi.BYTE], source, _PART_TAG)
             parts.append(part)
         if kind == _GOODBYE:

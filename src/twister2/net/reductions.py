@@ -11,34 +11,50 @@ True
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from typing import Any
-
-import numpy as np
 
 __all__ = ["MAX", "MIN", "PRODUCT", "SUM", "ReduceFunction", "resolve"]
 
 ReduceFunction = Callable[[Any, Any], Any]
 
 
+def _is_array(value: Any) -> bool:
+    np = sys.modules.get("numpy")  # no NumPy loaded: no NumPy arrays either
+    return np is not None and isinstance(value, np.ndarray)
+
+
 class _Builtin:
-    def __init__(self, name: str, ufunc: np.ufunc, scalar: Callable[[Any, Any], Any]) -> None:
+    def __init__(self, name: str, ufunc: str, scalar: Callable[[Any, Any], Any]) -> None:
         self.name = name
-        self.ufunc = ufunc
+        self.ufunc_name = ufunc
         self.scalar = scalar
 
+    @property
+    def ufunc(self) -> Any:
+        import numpy as np
+
+        return getattr(np, self.ufunc_name)
+
     def __call__(self, a: Any, b: Any) -> Any:
-        if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
+        if _is_array(a) or _is_array(b):
+            import numpy as np
+
             a_arr, b_arr = np.asarray(a), np.asarray(b)
             if a_arr.shape != b_arr.shape:
-                msg = f"{self.name} of arrays with different shapes {a_arr.shape} and {b_arr.shape}"
+                msg = (
+                    f"{self.name} of arrays with different shapes {a_arr.shape} and {b_arr.shape}"
+                )
                 raise ValueError(msg)
             return self.ufunc(a_arr, b_arr)
         return self.scalar(a, b)
 
     def combine_into(self, acc: Any, value: Any) -> Any:
         """Like ``__call__`` but may update ``acc`` in place (a NumPy array it owns)."""
-        if isinstance(acc, np.ndarray) and isinstance(value, np.ndarray):
+        if _is_array(acc) and _is_array(value):
+            import numpy as np
+
             if acc.shape != value.shape:
                 msg = f"{self.name} of arrays with different shapes {acc.shape} and {value.shape}"
                 raise ValueError(msg)
@@ -54,10 +70,10 @@ class _Builtin:
         return self.name
 
 
-SUM = _Builtin("SUM", np.add, lambda a, b: a + b)
-MIN = _Builtin("MIN", np.minimum, min)
-MAX = _Builtin("MAX", np.maximum, max)
-PRODUCT = _Builtin("PRODUCT", np.multiply, lambda a, b: a * b)
+SUM = _Builtin("SUM", "add", lambda a, b: a + b)
+MIN = _Builtin("MIN", "minimum", min)
+MAX = _Builtin("MAX", "maximum", max)
+PRODUCT = _Builtin("PRODUCT", "multiply", lambda a, b: a * b)
 
 _BY_NAME = {"sum": SUM, "min": MIN, "max": MAX, "product": PRODUCT, "prod": PRODUCT}
 

@@ -23,7 +23,7 @@ import pickle
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["OOB_THRESHOLD", "SerializationError", "dumps", "loads"]
+__all__ = ["OOB_THRESHOLD", "SerializationError", "dumps", "loads", "receive_buffer"]
 
 OOB_THRESHOLD = 1024
 """Buffers smaller than this many bytes stay inside the pickle stream (cheaper than a frame)."""
@@ -55,3 +55,22 @@ def dumps(obj: Any) -> tuple[bytes, list[memoryview]]:
 def loads(head: bytes | bytearray | memoryview, buffers: Sequence[Any] = ()) -> Any:
     """Rebuild a value from :func:`dumps`' output; objects reuse ``buffers`` without copying."""
     return pickle.loads(head, buffers=buffers)
+
+
+_ZEROED_LIMIT = 1 << 16
+
+
+def receive_buffer(nbytes: int) -> Any:
+    """A writable buffer of ``nbytes`` to receive into, not zero-filled when large.
+
+    ``bytearray(n)`` writes zeros over every page before the data arrives, which halves the
+    bandwidth of a 64 MB transfer; a NumPy ``empty`` array does not.
+
+    >>> len(receive_buffer(10)), len(receive_buffer(1 << 20))
+    (10, 1048576)
+    """
+    if nbytes < _ZEROED_LIMIT:
+        return bytearray(nbytes)
+    import numpy as np
+
+    return np.empty(nbytes, dtype=np.uint8)

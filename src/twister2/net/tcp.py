@@ -16,7 +16,7 @@ After the handshake the connecting worker sends its rank (``>I``), then frames::
 
 The header, lengths and pickle go out in one ``sendall``; each large buffer goes out in its own
 ``sendall`` of a memoryview, never copied. The receiver reads every part into a fresh
-``bytearray``, and the rebuilt arrays live, writable, on those. A frame with the reserved tag
+buffer (NumPy ``empty``, not zero-filled, when large), and the rebuilt arrays live, writable, on those. A frame with the reserved tag
 ``GOODBYE_TAG`` and nothing else says the sender closed its channel normally.
 
 Threads
@@ -63,7 +63,7 @@ from twister2.net.channel import (
     Mailbox,
     register_channel,
 )
-from twister2.net.serialization import dumps, loads
+from twister2.net.serialization import dumps, loads, receive_buffer
 from twister2.wire import (
     AuthenticationError,
     connect,
@@ -410,7 +410,7 @@ class TcpChannel(Channel):
                 raw = recv_exact(sock, n_buffers * _LENGTH.size)
                 lengths = struct.unpack(f">{n_buffers}Q", raw)
             head = recv_exact(sock, n_head)
-            buffers = [bytearray(n) for n in lengths]
+            buffers = [receive_buffer(n) for n in lengths]
             for buf in buffers:
                 recv_into_exact(sock, memoryview(buf))
             try:

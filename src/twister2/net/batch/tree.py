@@ -21,11 +21,9 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
-
 from twister2.net.dataflow import Dataflow, Operation
 from twister2.net.plan import Plan
-from twister2.net.reductions import ReduceFunction, combine, resolve
+from twister2.net.reductions import ReduceFunction, _is_array, combine, resolve
 
 __all__ = ["AllGather", "AllReduce", "Broadcast", "Gather", "Reduce", "tree_links"]
 
@@ -47,7 +45,7 @@ def tree_links(rank: int, root: int, workers: int, degree: int) -> tuple[int | N
 
 def _own(value: Any) -> Any:
     """A copy of a NumPy array the caller owns, so in-place combining never touches user data."""
-    return value.copy() if isinstance(value, np.ndarray) else value
+    return value.copy() if _is_array(value) else value
 
 
 class _Up(Operation):
