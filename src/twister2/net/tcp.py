@@ -15,9 +15,10 @@ After the handshake the connecting worker sends its rank (``>I``), then frames::
     buffers         each out-of-band buffer (NumPy, Arrow), as it is in the sender's memory
 
 The header, lengths and pickle go out in one ``sendall``; each large buffer goes out in its own
-``sendall`` of a memoryview, never copied. The receiver reads every part into a fresh
-buffer (NumPy ``empty``, not zero-filled, when large), and the rebuilt arrays live, writable, on those. A frame with the reserved tag
-``GOODBYE_TAG`` and nothing else says the sender closed its channel normally.
+``sendall`` of a memoryview, never copied. The receiver reads every part into a fresh buffer
+(NumPy ``empty``, not zero-filled, when large), and the rebuilt arrays live, writable, on
+those. A frame with the reserved tag ``GOODBYE_TAG`` and nothing else says the sender closed
+its channel normally.
 
 Threads
 -------
