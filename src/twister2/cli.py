@@ -1,22 +1,26 @@
-"""The ``twister2`` command: ``submit``, ``jobs`` and ``kill``.
+"""The ``twister2`` command: ``submit``, ``jobs``, ``kill``, ``token`` and ``dashboard``.
 
 Every option can also come from an environment variable, shown in ``--help``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import difflib
 import json
 import logging
 import runpy
+import signal
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
 import click
 
 from twister2 import config as config_mod
+from twister2.dashboard import Dashboard, JobNotRunning, SubmitProgress, job_kill_token
 from twister2.errors import JobFailedError, JobKilledError
 from twister2.master.client import MasterClient, MasterError
 from twister2.master.events import MASTER_FILE, list_jobs, summarize
@@ -71,6 +75,13 @@ def cli() -> None:
     show_envvar=True,
     help="Do not print the job's id and end.",
 )
+@click.option(
+    "--progress/--no-progress",
+    default=None,
+    envvar="TWISTER2_SUBMIT_PROGRESS",
+    show_envvar=True,
+    help="Show progress bars while the job runs (default: when stderr is a terminal).",
+)
 def submit(
     cluster: str,
     script: Path,
@@ -78,6 +89,7 @@ def submit(
     workers: int | None,
     assignments: tuple[str, ...],
     quiet: bool,
+    progress: bool | None,
 ) -> None:
     """Run SCRIPT's job on CLUSTER (local, mpi, ...); arguments after -- go to the script.
 
@@ -95,7 +107,7 @@ def submit(
         for text in assignments:
             key, value = config_mod.parse_assignment(text)
             overrides[key] = value
-        config_mod.resolve(cluster, overrides)
+        log_dir = Path(config_mod.resolve(cluster, overrides)["job.log_dir"])
     except config_mod.ConfigError as exc:
         _fail(str(exc))
     if not quiet:
@@ -103,8 +115,9 @@ def submit(
         logging.getLogger("twister2.submit").setLevel(logging.INFO)
     sys.argv = [str(script), *script_args]
     sys.path.insert(0, str(script.resolve().parent))
+    follow = contextlib.nullcontext() if quiet else _progress(log_dir, progress)
     try:
-        with submission(cluster, workers, overrides, list(script_args)) as sub:
+        with follow, submission(cluster, workers, overrides, list(script_args)) as sub:
             runpy.run_path(str(script), run_name="__main__")
     except JobFailedError as exc:
         _fail(str(exc), EXIT_FAILED)
@@ -117,6 +130,11 @@ def submit(
             f"{script} did not call twister2.run(main, ...): a job script runs its entry function "
             'with twister2.run under `if __name__ == "__main__":`'
         )
+
+
+def _progress(log_dir: Path, bars: bool | None) -> SubmitProgress:
+    """The dashboard's URL and, on a terminal (or with --progress), progress bars."""
+    return SubmitProgress(log_dir, bars=SubmitProgress.wanted(bars, sys.stderr))
 
 
 def _log_dir(log_dir: Path | None) -> Path:
@@ -219,6 +237,67 @@ def kill(job_id: str, log_dir: Path | None) -> None:
     finally:
         client.close()
     click.echo(f"killed {job_id}")
+
+
+@cli.command()
+@click.argument("job_id")
+@_LOG_DIR
+def token(job_id: str, log_dir: Path | None) -> None:
+    """Print the kill token of the running job JOB_ID (the dashboard asks for it)."""
+    folder = _log_dir(log_dir)
+    if not (folder / job_id).is_dir():
+        _fail(f"no job {job_id!r} in {folder} (see `twister2 jobs`)", EXIT_FAILED)
+    try:
+        click.echo(job_kill_token(folder / job_id))
+    except JobNotRunning as exc:
+        _fail(str(exc), EXIT_FAILED)
+
+
+@cli.command()
+@click.option(
+    "--port",
+    "-p",
+    type=click.IntRange(0, 65535),
+    envvar="TWISTER2_DASHBOARD_PORT",
+    show_envvar=True,
+    help="Port to listen on, 0 for any free one (default: the config's dashboard.port).",
+)
+@click.option(
+    "--host",
+    envvar="TWISTER2_DASHBOARD_HOST",
+    show_envvar=True,
+    help="Address to bind (default: the config's dashboard.interface, loopback).",
+)
+@click.option(
+    "--log-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    envvar="TWISTER2_DASHBOARD_LOG_DIR",
+    show_envvar=True,
+    help="Where job event logs are (default: the config's job.log_dir).",
+)
+def dashboard(port: int | None, host: str | None, log_dir: Path | None) -> None:
+    """Serve the web dashboard of the jobs (live and finished) until Ctrl-C."""
+    cfg = config_mod.resolve()
+    folder = log_dir or Path(cfg["job.log_dir"])
+    host = host or str(cfg["dashboard.interface"])
+    port = int(cfg["dashboard.port"]) if port is None else port
+    try:
+        server = Dashboard(
+            folder, host=host, port=port, straggler_factor=float(cfg["dashboard.straggler_factor"])
+        )
+    except OSError as exc:
+        _fail(f"cannot listen on {host}:{port}: {exc.strerror or exc} (try --port 0)")
+    stop = threading.Event()
+    previous = {s: signal.signal(s, lambda *_: stop.set()) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        server.start()
+        click.echo(f"twister2 dashboard of {folder} at {server.url} (Ctrl-C to stop)")
+        while not stop.wait(0.5):
+            pass
+    finally:
+        server.stop()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def main() -> None:

@@ -205,7 +205,12 @@ class _Runner:
         """Wait for the job's end, feeding the master what the launcher sees."""
         ended_at: float | None = None
         while not master.state.finished:
-            for index, code in handle.poll():
+            try:
+                ended = handle.poll()
+            except Exception as exc:  # the launcher's own verdict (e.g. Slurm's reason)
+                master.fail(str(exc))
+                break
+            for index, code in ended:
                 if index == WHOLE_JOB:
                     ended_at = time.monotonic()
                     if code != 0:

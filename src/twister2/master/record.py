@@ -102,6 +102,7 @@ class JobRecord:
     generation: dict[str, int] = field(default_factory=dict)
     lost: dict[int, float] = field(default_factory=dict)
     events: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    metrics_due: float = 0.0
 
     # -- joining -------------------------------------------------------------------------------
     def register(self, requested: int | None, host: str, pid: int, address: str, now: float) -> int:
@@ -148,6 +149,27 @@ class JobRecord:
         member.rss, member.cpu = rss, cpu
         if member.state is WorkerState.NOT_RESPONDING:
             member.state = WorkerState.RUNNING
+
+    def sample_metrics(self, now: float, interval: float) -> None:
+        """Log one ``metrics`` event per live worker (rss, cpu, seconds since its heartbeat)
+        when ``interval`` seconds have passed since the last sample; ``interval <= 0`` logs none.
+
+        >>> job = JobRecord("demo", workers=1, failure_timeout=10.0)
+        >>> job.register(None, "h", 11, "", now=0.0); job.heartbeat(0, 1.0, rss=2048, cpu=50.0)
+        0
+        >>> job.events.clear(); job.sample_metrics(2.0, 5.0); job.sample_metrics(3.0, 5.0)
+        >>> job.events
+        [('metrics', {'worker_id': 0, 'rss': 2048, 'cpu': 50.0, 'heartbeat_age': 1.0})]
+        """
+        if interval <= 0 or now < self.metrics_due:
+            return
+        for wid, member in sorted(self.members.items()):
+            if member.state in (WorkerState.RUNNING, WorkerState.NOT_RESPONDING) and member.rss:
+                self.metrics_due = now + interval  # the first sample comes with the first beat
+                age = round(max(0.0, now - member.last_seen), 3)
+                self._event(
+                    "metrics", worker_id=wid, rss=member.rss, cpu=member.cpu, heartbeat_age=age
+                )
 
     def connection_lost(self, wid: int, now: float) -> None:
         """A worker's connection dropped before it reported its end."""

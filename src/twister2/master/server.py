@@ -48,11 +48,15 @@ class JobMaster:
         port: int = 0,
         failure_timeout: float = 10.0,
         join_timeout: float = 60.0,
+        metrics_interval: float | None = None,
     ) -> None:
         self.job_id = job_id
         self.secret = secret
         self.spec = spec
         self.join_timeout = join_timeout
+        if metrics_interval is None:  # the job's own config, else the schema's default
+            metrics_interval = float(spec.get("config", {}).get("dashboard.metrics_interval", 5.0))
+        self.metrics_interval = metrics_interval
         self.record = JobRecord(job_id, workers, failure_timeout)
         self.events = EventLog(log_folder)
         self._cond = threading.Condition()
@@ -111,7 +115,8 @@ class JobMaster:
 
     # -- what the client's wait loop calls ------------------------------------------------
     def tick(self) -> None:
-        """Apply the clock: join deadline, heartbeat timeouts, lost connections."""
+        """Apply the clock: join deadline, heartbeat timeouts, lost connections, and the
+        periodic per-worker ``metrics`` events (``dashboard.metrics_interval``)."""
         with self._cond:
             now = time.monotonic()
             record = self.record
@@ -127,6 +132,7 @@ class JobMaster:
                 )
                 record.fail(Failure(msg))
             record.check(now)
+            record.sample_metrics(now, self.metrics_interval)
             self._changed()
 
     def process_exited(self, wid: int, returncode: int, host: str = "") -> None:
