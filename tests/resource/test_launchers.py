@@ -14,8 +14,8 @@ from twister2.resource.mpi import MpiLauncher
 
 
 def test_registry_knows_local_and_mpi() -> None:
-    assert {"local", "mpi"} <= set(available_launchers())
-    with pytest.raises(ValueError, match=r"unknown cluster 'slurmm' \(known: local, mpi"):
+    assert {"local", "mpi", "slurm", "kubernetes", "nomad", "mesos"} <= set(available_launchers())
+    with pytest.raises(ValueError, match=r"unknown cluster 'slurmm' \(known: kubernetes, local, "):
         get_launcher("slurmm", {})
 
 

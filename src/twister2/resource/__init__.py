@@ -1,7 +1,11 @@
 """Launchers that turn a job into running workers, chosen by cluster name."""
 
+from twister2.resource import kubernetes as _kubernetes
 from twister2.resource import local as _local
+from twister2.resource import mesos as _mesos
 from twister2.resource import mpi as _mpi
+from twister2.resource import nomad as _nomad
+from twister2.resource import slurm as _slurm
 from twister2.resource.base import (
     Launcher,
     LaunchHandle,
@@ -19,4 +23,4 @@ __all__ = [
     "get_launcher",
     "register_launcher",
 ]
-del _local, _mpi
+del _kubernetes, _local, _mesos, _mpi, _nomad, _slurm
