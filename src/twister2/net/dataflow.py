@@ -30,6 +30,7 @@ from typing import Any
 
 from twister2.net.channel import ANY_SOURCE, Channel, ChannelError, ChannelTimeout
 from twister2.net.plan import Plan
+from twister2.net.serialization import SerializationError
 
 __all__ = ["DATAFLOW_TAG", "Dataflow", "Operation", "OperationError"]
 
@@ -262,12 +263,13 @@ class Operation:
     def _transmit(self, dest: int, kind: str, payload: Any) -> None:
         try:
             self.flow.send(self, dest, kind, payload)
-        except pickle.PicklingError as exc:
-            raise self._wrap(exc, f"cannot send a value: {exc}") from exc
-        except TypeError as exc:
-            if "pickle" in str(exc) or "serialise" in str(exc):
-                raise self._wrap(exc, str(exc)) from exc
-            raise
+        except (pickle.PicklingError, TypeError) as exc:
+            pickling = isinstance(exc, pickle.PicklingError | SerializationError)
+            if not pickling and "pickle" not in str(exc):
+                raise
+            culprit = type(_unpicklable_part(payload)).__qualname__
+            what = f"cannot send a value of type {culprit} to worker {dest}: {exc.__cause__ or exc}"
+            raise self._wrap(exc, what) from exc
 
     # -- errors ------------------------------------------------------------------------------------
     def _wrap(self, exc: BaseException, what: str) -> OperationError:
@@ -285,6 +287,8 @@ class Operation:
                 return
             try:
                 self._on_message(source, kind, payload)
+            except OperationError as exc:  # already says which operator, worker and value
+                self._error = exc
             except Exception as exc:
                 self._error = self._wrap(exc, f"{type(exc).__name__}: {exc}")
                 self._error.__cause__ = exc
@@ -331,6 +335,22 @@ class Operation:
         if self._open_sources:
             return f"sources {sorted(self._open_sources)} have not finished"
         return "waiting for other workers"
+
+
+def _unpicklable_part(value: Any) -> Any:
+    """The innermost item of ``value`` (through lists, tuples and dict values) that cannot be
+    pickled: the offending value in a batch of records."""
+    while isinstance(value, list | tuple | dict):
+        items = value.values() if isinstance(value, dict) else value
+        for item in items:
+            try:
+                pickle.dumps(item, protocol=5)
+            except Exception:
+                value = item
+                break
+        else:
+            break  # each part pickles alone: the whole is the culprit
+    return value
 
 
 def approx_size(value: Any) -> int:

@@ -23,6 +23,7 @@ import heapq
 import itertools
 import os
 import pickle
+import sys
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -35,7 +36,10 @@ _SAMPLE_EVERY = 32
 
 
 def _record_size(record: Any) -> int:
-    return len(pickle.dumps(record, protocol=5))
+    try:
+        return len(pickle.dumps(record, protocol=5))
+    except Exception:  # not picklable: it stays in memory, and fails only if it must spill
+        return sys.getsizeof(record)
 
 
 class SpillStore:

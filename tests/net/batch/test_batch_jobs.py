@@ -18,8 +18,9 @@ from tests.net.batch.cases import NAMES, expected, make_inputs, plan_for
 )
 @pytest.mark.parametrize("workers", [1, 2, 4])
 def test_every_operator_in_real_processes(cluster: str, channel: str, workers: int) -> None:
-    result = twister2.run(all_operators, workers=workers, cluster=cluster,
-                          config={"network.channel": channel})
+    result = twister2.run(
+        all_operators, workers=workers, cluster=cluster, config={"network.channel": channel}
+    )
     for name in NAMES:
         merged: dict[int, Any] = {}
         for part in result.values:

@@ -117,6 +117,11 @@ class Join(Routed):
     def sources_finished(self) -> bool:
         return not self._open_sources and not self._right_open
 
+    def _waiting_for(self) -> str:
+        if self._right_open and not self._open_sources:
+            return f"right sources {sorted(self._right_open)} have not finished"
+        return super()._waiting_for()
+
     def _accept(self, target: int, record: Any) -> None:
         side, pair = record
         (self._left if side == 0 else self._right)[target].extend((pair,))
@@ -127,9 +132,13 @@ class Join(Routed):
         left, right = self._left[target], self._right[target]
         spilled = left.spilled_runs or right.spilled_runs
         if self.algorithm == "sort" or spilled:
-            if left.key is None:  # a hash join that spilled: fall back to sorted runs
-                return self._merge_join(_sorted(left), _sorted(right))
-            return self._merge_join(iter(left), iter(right))
+            try:
+                if left.key is None:  # a hash join that spilled: fall back to sorted runs
+                    return self._merge_join(_sorted(left), _sorted(right))
+                return self._merge_join(iter(left), iter(right))
+            except TypeError as exc:  # from sorting one side's keys
+                what = f"the keys at target {target} cannot be sorted: {exc}"
+                raise self._wrap(exc, what) from exc
         return self._hash_join(left, right)
 
     def _hash_join(self, left: Any, right: Any) -> Iterator[tuple[Any, Any, Any]]:
@@ -157,8 +166,11 @@ class Join(Routed):
     ) -> Iterator[tuple[Any, Any, Any]]:
         lgroups = groupby(left, key=lambda r: r[0])
         rgroups = groupby(right, key=lambda r: r[0])
-        lnext = next(lgroups, None)
-        rnext = next(rgroups, None)
+        try:
+            lnext = next(lgroups, None)
+            rnext = next(rgroups, None)
+        except TypeError as exc:  # from merging one side's sorted runs
+            raise self._wrap(exc, f"keys cannot be compared: {exc}") from exc
         keep_left = self.how in ("left", "outer")
         keep_right = self.how in ("right", "outer")
         while lnext is not None or rnext is not None:
@@ -183,7 +195,7 @@ class Join(Routed):
             except TypeError as exc:
                 lk = type(lnext[0]).__qualname__ if lnext else "-"
                 rk = type(rnext[0]).__qualname__ if rnext else "-"
-                msg = f"join on worker {self.rank}: keys of types {lk} and {rk} cannot be compared"
+                msg = f"keys of types {lk} and {rk} cannot be compared ({exc})"
                 raise self._wrap(exc, msg) from exc
 
     def close(self) -> None:

@@ -21,6 +21,7 @@ Example
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Callable, Iterator
 from itertools import groupby
 from typing import Any
@@ -63,6 +64,8 @@ class Routed(Operation):
         )
 
     def _target_of(self, chosen: Any, value: Any) -> int:
+        if not isinstance(chosen, bool) and hasattr(type(chosen), "__index__"):
+            chosen = operator.index(chosen)  # an int, or an integer such as numpy.int64
         if isinstance(chosen, bool) or not isinstance(chosen, int):
             msg = (
                 f"the partitioner returned {chosen!r} ({type(chosen).__qualname__}) for a value of "
@@ -94,7 +97,11 @@ class Routed(Operation):
                 self._complete = True
 
     def _step(self) -> None:
-        if not self.sources_finished or self._end_sent:
+        if self._end_sent:
+            return
+        if not self.sources_finished:
+            if self._pending >= self._limit:
+                self._flush()  # send() refuses values while the buffer is full: make room
             return
         self._flush_all()
         for worker in self.plan.target_workers:
@@ -244,11 +251,16 @@ class KeyedGather(KeyedPartition):
     def result(self, target: int) -> Iterator[tuple[Any, list[Any]]]:  # type: ignore[override]
         """``(key, [values])`` groups at ``target``: in key order with ``sort``."""
         self._check_target(target)
-        records = iter(self._stores[target])
         if self.sort:
-            for key, group in groupby(records, key=lambda r: r[0]):
-                yield key, [v for _, v in group]
+            try:
+                records = iter(self._stores[target])
+                for key, group in groupby(records, key=lambda r: r[0]):
+                    yield key, [v for _, v in group]
+            except TypeError as exc:  # from sorting or merging keys
+                what = f"the keys at target {target} cannot be compared for sorting: {exc}"
+                raise self._wrap(exc, what) from exc
             return
+        records = iter(self._stores[target])
         for _, same_hash in groupby(records, key=lambda r: stable_hash(r[0])):
             groups: dict[Any, list[Any]] = {}
             for key, value in same_hash:
@@ -314,7 +326,12 @@ class KeyedReduce(Routed):
     def _accept(self, target: int, record: Any) -> None:
         key, value = record
         table = self._tables[target]
-        table[key] = combine(self.fn, table[key], value) if key in table else value
+        try:
+            table[key] = combine(self.fn, table[key], value) if key in table else value
+        except Exception as exc:
+            kind = type(value).__qualname__
+            msg = f"{type(exc).__name__}: {exc} (key {key!r}, value of type {kind})"
+            raise self._wrap(exc, msg) from exc
 
     def result(self, target: int) -> dict[Any, Any]:
         """``{key: combined value}`` at ``target``."""

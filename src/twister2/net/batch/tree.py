@@ -105,17 +105,20 @@ class Reduce(_Up):
             try:
                 self._fold(value, owned=False)
             except Exception as exc:
-                raise self._wrap(
-                    exc,
-                    f"{type(exc).__name__}: {exc} (value of type "
-                    f"{type(value).__qualname__} from source {source})",
-                ) from exc
+                raise self._fold_error(exc, value, f"source {source}") from exc
         return True
+
+    def _fold_error(self, exc: Exception, value: Any, origin: str) -> Exception:
+        kind = type(value).__qualname__
+        return self._wrap(exc, f"{type(exc).__name__}: {exc} (value of type {kind} from {origin})")
 
     def _on_message(self, source: int, kind: str, payload: Any) -> None:
         has, value = payload
         if has:
-            self._fold(value, owned=True)
+            try:
+                self._fold(value, owned=True)
+            except Exception as exc:
+                raise self._fold_error(exc, value, f"worker {source}") from exc
         self._waiting_children.discard(source)
 
     def _step(self) -> None:
@@ -262,8 +265,8 @@ class Broadcast(Operation):
         for kind, payload in forward:
             for child in self.children:
                 self._transmit(child, kind, payload)
-        if self.rank == self.root and self.sources_finished:
-            self._fan_out()
+        if self.rank == self.root and (self.sources_finished or self._pending >= self._limit):
+            self._fan_out()  # when full, send() refuses values until this makes room
         with self._cond:
             ready = self._ended and not self._end_sent and not self._forward
         if ready:
