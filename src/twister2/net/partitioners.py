@@ -46,6 +46,7 @@ def stable_hash(key: Any) -> int:
     if isinstance(key, bytes | bytearray):
         return zlib.crc32(key)
     if isinstance(key, float):
+        key = key + 0.0  # -0.0 == 0.0, so they must hash alike (as in the array tier)
         return _mix(struct.unpack("<Q", struct.pack("<d", key))[0])
     if isinstance(key, tuple):
         h = 0x345678
