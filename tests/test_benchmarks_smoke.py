@@ -14,7 +14,12 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.mark.parametrize(
     "script",
-    ["startup.py", "idle_cpu.py", pytest.param("channel.py", marks=pytest.mark.mpi)],
+    [
+        "startup.py",
+        "idle_cpu.py",
+        pytest.param("channel.py", marks=pytest.mark.mpi),
+        pytest.param("harp.py", marks=pytest.mark.mpi),
+    ],
 )
 def test_benchmark_quick_run(script: str) -> None:
     proc = subprocess.run(
