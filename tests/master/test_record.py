@@ -5,7 +5,14 @@ from __future__ import annotations
 import pytest
 
 from twister2.job import JobState, WorkerState
-from twister2.master.record import LOST_GRACE, Failure, JobRecord, RegistrationError, describe_exit
+from twister2.master.record import (
+    END_BARRIER,
+    LOST_GRACE,
+    Failure,
+    JobRecord,
+    RegistrationError,
+    describe_exit,
+)
 
 
 def joined(n: int, timeout: float = 10.0) -> JobRecord:
@@ -108,3 +115,13 @@ def test_describe_exit() -> None:
     assert describe_exit(-15) == "exited by SIGTERM"
     assert describe_exit(137) == "exited by SIGKILL"
     assert describe_exit(1) == "exited with code 1"
+
+
+def test_a_worker_at_the_end_barrier_never_reaches_another() -> None:
+    job = joined(2)
+    g = job.arrive("collective", 0)
+    job.arrive(END_BARRIER, 1)  # worker 1 returned from its entry function
+    assert "workers [1] finished without reaching barrier 'collective'" in (
+        job.barrier_blocker("collective", g) or ""
+    )
+    assert job.barrier_blocker(END_BARRIER, 0) is None

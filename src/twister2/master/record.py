@@ -27,6 +27,9 @@ from twister2.job import JobState, WorkerState
 
 __all__ = ["Failure", "JobRecord", "RegistrationError", "WorkerRecord", "describe_exit"]
 
+END_BARRIER = "twister2.end"
+"""The barrier every worker meets after its entry function returns."""
+
 LOST_GRACE = 2.0
 """Seconds to wait, after a worker's connection drops, for the launcher to say how it ended."""
 
@@ -236,10 +239,12 @@ class JobRecord:
         if self.state.finished:
             return f"job {self.job_id} is {self.state.value}"
         waiting = self.arrived.get(name, set())
+        at_end = self.arrived.get(END_BARRIER, set()) if name != END_BARRIER else set()
         gone = [
             w
             for w, m in sorted(self.members.items())
-            if w not in waiting and m.state in (WorkerState.COMPLETED, WorkerState.FAILED)
+            if w not in waiting
+            and (m.state in (WorkerState.COMPLETED, WorkerState.FAILED) or w in at_end)
         ]
         if gone:
             return f"workers {gone} finished without reaching barrier {name!r}"

@@ -23,12 +23,12 @@ from typing import Any
 from twister2.config import Config
 from twister2.job import Entry
 from twister2.master.client import MasterClient, MasterError, MasterUnreachable, parse_address
+from twister2.master.record import END_BARRIER
 from twister2.net.channel import Channel, create_endpoint
 from twister2.worker.env import WorkerEnv, WorkerInfo
 
 __all__ = ["load_entry", "main"]
 
-END_BARRIER = "twister2.end"
 SCRIPT_MODULE = "__twister2_main__"
 
 _RANK_VARIABLES = (
