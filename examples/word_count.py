@@ -1,8 +1,9 @@
 """Word count over a text file on the embedded local cluster.
 
-Each worker counts the words of its share of the file's lines (byte ranges cut at line ends),
-sends each word's count to the worker that owns the word (a stable hash of the word picks it),
-owners add up what they receive, and worker 0 gathers the totals, checks them against a
+Each worker counts the words of its share of the file's lines (the text splits of
+``twister2.io``: byte ranges cut at line starts, so every line is read once), sends each
+word's count to the worker that owns the word (a stable hash of the word picks it), owners
+add up what they receive, and worker 0 gathers the totals, checks them against a
 single-process count and prints the most frequent words.
 
     python examples/word_count.py examples/data/sample.txt
@@ -17,34 +18,30 @@ import re
 import sys
 import zlib
 from collections import Counter
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 import twister2
 from twister2 import WorkerEnv
+from twister2.io import assign_splits, plan_splits, read_split
 
 WORD = re.compile(r"[a-z0-9']+")
 TAG_COUNTS = 1
 TAG_TOTALS = 2
 
 
-def count_words(data: bytes) -> Counter[str]:
-    return Counter(WORD.findall(data.decode("utf-8", errors="replace").lower()))
+def count_words(lines: Iterable[str]) -> Counter[str]:
+    counts: Counter[str] = Counter()
+    for line in lines:
+        counts.update(WORD.findall(line.lower()))
+    return counts
 
 
-def read_share(path: str, worker: int, workers: int) -> bytes:
-    """The lines whose first byte falls in this worker's byte range of the file."""
-    size = os.path.getsize(path)
-    start, end = size * worker // workers, size * (worker + 1) // workers
-    chunks = []
-    with open(path, "rb") as f:
-        if start > 0:
-            f.seek(start - 1)
-            f.readline()  # the line that began before our range is someone else's
-        while f.tell() < end:
-            line = f.readline()
-            if not line:
-                break
-            chunks.append(line)
-    return b"".join(chunks)
+def read_share(path: str, worker: int, workers: int, config: Mapping[str, Any]) -> list[str]:
+    """This worker's lines: its text splits of the file (planned alike on every worker)."""
+    splits = plan_splits(path, workers, format="text", config=config)
+    mine = assign_splits(splits, workers)[worker]
+    return [line for split in mine for line in read_split(split, config)]
 
 
 def owner(word: str, workers: int) -> int:
@@ -60,7 +57,7 @@ def main(env: WorkerEnv) -> dict[str, int] | None:
     args = parser.parse_args(env.args)
     n, me = env.num_workers, env.worker_id
 
-    local = count_words(read_share(args.path, me, n))
+    local = count_words(read_share(args.path, me, n, env.config))
     shares: list[dict[str, int]] = [{} for _ in range(n)]
     for word, count in local.items():
         shares[owner(word, n)][word] = count
@@ -76,8 +73,8 @@ def main(env: WorkerEnv) -> dict[str, int] | None:
     totals: Counter[str] = Counter()
     for _ in range(n):
         totals.update(env.comm.recv(tag=TAG_TOTALS))
-    with open(args.path, "rb") as f:
-        reference = count_words(f.read())
+    with open(args.path, encoding="utf-8") as f:
+        reference = count_words(f)
     if totals != reference:
         raise AssertionError(
             f"distributed word count differs from the reference: "
