@@ -137,6 +137,7 @@ class _Runner:
         self.cluster = cluster
         self.cfg = cfg
         self.job_id = new_job_id(job.name)
+        self.launch_error: Exception | None = None
 
     def run(self) -> JobResult:
         launcher = get_launcher(self.cluster, self.cfg)
@@ -199,6 +200,8 @@ class _Runner:
             master.stop()
             shutil.rmtree(scratch, ignore_errors=True)
         log.info("job %s: %s", self.job_id, master.state.value)
+        if self.launch_error is not None:
+            raise self.launch_error
         return self._outcome(master, log_folder)
 
     def _follow(self, master: JobMaster, handle: LaunchHandle) -> None:
@@ -208,7 +211,8 @@ class _Runner:
             try:
                 ended = handle.poll()
             except Exception as exc:  # the launcher's own verdict (e.g. Slurm's reason)
-                master.fail(str(exc))
+                master.fail(str(exc))  # the event log says FAILED, and why
+                self.launch_error = exc  # re-raised as it is, once everything is cleaned up
                 break
             for index, code in ended:
                 if index == WHOLE_JOB:
