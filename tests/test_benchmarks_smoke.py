@@ -19,6 +19,8 @@ ROOT = Path(__file__).resolve().parents[1]
         "idle_cpu.py",
         pytest.param("channel.py", marks=pytest.mark.mpi),
         pytest.param("harp.py", marks=pytest.mark.mpi),
+        pytest.param("collectives.py", marks=pytest.mark.mpi),
+        "sort.py",
     ],
 )
 def test_benchmark_quick_run(script: str) -> None:

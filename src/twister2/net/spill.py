@@ -36,8 +36,16 @@ _SAMPLE_EVERY = 32
 
 
 def _record_size(record: Any) -> int:
+    """The pickled size of ``record``; large buffers are counted, not copied."""
+    oob = 0
+
+    def count(buf: pickle.PickleBuffer) -> bool:
+        nonlocal oob
+        oob += buf.raw().nbytes
+        return False
+
     try:
-        return len(pickle.dumps(record, protocol=5))
+        return len(pickle.dumps(record, protocol=5, buffer_callback=count)) + oob
     except Exception:  # not picklable: it stays in memory, and fails only if it must spill
         return sys.getsizeof(record)
 

@@ -83,7 +83,10 @@ def read_batches(path: Path) -> Iterator[pa.RecordBatch]:
 
 
 def _sample_keys(tables: list[pa.Table], key: str, count: int, rng: np.random.Generator) -> Any:
-    keys = pa.chunked_array([t.column(key) for t in tables], type=tables[0].schema.field(key).type)
+    keys = pa.chunked_array(  # flatten the chunks: a list of ChunkedArrays converts per value
+        [chunk for t in tables for chunk in t.column(key).chunks],
+        type=tables[0].schema.field(key).type,
+    )
     if len(keys) <= count:
         return keys
     return keys.take(np.sort(rng.integers(0, len(keys), count)))
