@@ -111,3 +111,27 @@ def test_reduce_and_allreduce_property(workers: int, data: list[list[int]], targ
     plan = Plan.spread(len(data), targets, workers)
     assert run_threads("reduce", plan, data) == expected("reduce", plan, data)
     assert run_threads("allreduce", plan, data) == expected("allreduce", plan, data)
+
+
+@pytest.mark.parametrize("fn", ["sum", "user"])
+def test_reduce_never_changes_the_values_sent(fn: str) -> None:
+    import numpy as np
+
+    from twister2.net.batch import AllReduce
+
+    def add_in_place(a: Any, b: Any) -> Any:
+        a += b
+        return a
+
+    sent = [np.arange(5.0), np.ones(5), np.full(5, 2.0)]
+    copies = [a.copy() for a in sent]
+    (ch,) = InprocChannel.group(1)
+    with Dataflow(ch) as flow:
+        op = AllReduce(flow, Plan.spread(3, 1, 1), "sum" if fn == "sum" else add_in_place)
+        for source, array in enumerate(sent):
+            op.send(source, array)
+            op.finish(source)
+        result = op.wait().result()
+    ch.close()
+    assert result.tolist() == [3.0, 4.0, 5.0, 6.0, 7.0]
+    assert all((a == c).all() for a, c in zip(sent, copies, strict=True))

@@ -23,7 +23,18 @@ from typing import Any
 
 from twister2.net.dataflow import Dataflow, Operation
 from twister2.net.plan import Plan
-from twister2.net.reductions import ReduceFunction, _is_array, combine, resolve
+from twister2.net.reductions import (
+    MAX,
+    MIN,
+    PRODUCT,
+    SUM,
+    ReduceFunction,
+    _is_array,
+    combine,
+    resolve,
+)
+
+_BUILTINS = (SUM, MIN, MAX, PRODUCT)
 
 __all__ = ["AllGather", "AllReduce", "Broadcast", "Gather", "Reduce", "tree_links"]
 
@@ -88,14 +99,22 @@ class Reduce(_Up):
         super()._init_state()
         self._has = False
         self._acc: Any = None
+        self._acc_owned = False
         self._result: Any = None
         self._complete = False
 
     def _fold(self, value: Any, owned: bool) -> None:
         if not self._has:
-            self._acc, self._has = (value if owned else _own(value)), True
-        else:
+            # a built-in function keeps the first value as it is, and its first combine makes
+            # a new value (one pass instead of a copy and an in-place add); a user's function
+            # may change its first argument, so it gets a copy
+            if not owned and self.fn not in _BUILTINS:
+                value, owned = _own(value), True
+            self._acc, self._has, self._acc_owned = value, True, owned
+        elif self._acc_owned:
             self._acc = combine(self.fn, self._acc, value)
+        else:
+            self._acc, self._acc_owned = self.fn(self._acc, value), True
 
     def send(self, source: int, value: Any) -> bool:
         """Contribute ``value`` from ``source``; reduce keeps one value, so it never pushes back."""
