@@ -76,7 +76,7 @@ def assert_verified(proc: subprocess.CompletedProcess[str], example: str, worker
 
 def test_every_batch_example_is_tested() -> None:
     names = [p.stem for p in COMMS.glob("*.py") if not p.stem.startswith("stream_")]
-    assert sorted(names) == sorted([*OPERATORS, "common"])
+    assert sorted(names) == sorted([*OPERATORS, "comms_example"])
 
 
 @pytest.mark.parametrize("example", OPERATORS)

@@ -12,30 +12,30 @@ from __future__ import annotations
 
 from typing import Any
 
-import common
+import comms_example
 
 from twister2 import WorkerEnv
 from twister2.net.batch import AllGather
 
 
 def main(env: WorkerEnv) -> dict[str, Any]:
-    opts = common.options(env, "allgather")
+    opts = comms_example.options(env, "allgather")
     plan, me = opts.plan(), env.worker_id
-    stopwatch, checked = common.Stopwatch(), 0
+    stopwatch, checked = comms_example.Stopwatch(), 0
     env.barrier("start")
     for itr in range(opts.itr):
-        data = {s: [common.array(opts, itr, s)] for s in plan.local_sources(me)}
+        data = {s: [comms_example.array(opts, itr, s)] for s in plan.local_sources(me)}
         with stopwatch:
             op = AllGather(env.dataflow, plan)
             for source, values in data.items():
-                common.send_all(opts, op, source, values)
+                comms_example.send_all(opts, op, source, values)
                 op.finish(source)
             op.wait()
-        want = [(s, common.array(opts, itr, s)) for s in range(opts.sources)]
+        want = [(s, comms_example.array(opts, itr, s)) for s in range(opts.sources)]
         for target in plan.local_targets(me):
-            checked += common.check(opts, target, op.result(), want)
+            checked += comms_example.check(opts, target, op.result(), want)
     return opts.summary(stopwatch.seconds, checked)
 
 
 if __name__ == "__main__":
-    common.launch(main, "allgather")
+    comms_example.launch(main, "allgather")

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-import common
+import comms_example
 
 from twister2 import WorkerEnv
 from twister2.net.batch import Broadcast
@@ -21,25 +21,25 @@ ROOT = 0
 
 
 def main(env: WorkerEnv) -> dict[str, Any]:
-    opts = common.options(env, "broadcast")
+    opts = comms_example.options(env, "broadcast")
     plan, me = opts.plan(), env.worker_id
-    stopwatch, checked = common.Stopwatch(), 0
+    stopwatch, checked = comms_example.Stopwatch(), 0
     env.barrier("start")
     for itr in range(opts.itr):
-        data = common.arrays(opts, itr, ROOT) if plan.sources[ROOT] == me else []
+        data = comms_example.arrays(opts, itr, ROOT) if plan.sources[ROOT] == me else []
         with stopwatch:
             op = Broadcast(env.dataflow, plan, source=ROOT)
             if plan.sources[ROOT] == me:
-                common.send_all(opts, op, ROOT, data)
+                comms_example.send_all(opts, op, ROOT, data)
                 op.finish(ROOT)
             op.wait()
         targets = plan.local_targets(me)
         if targets:
-            want = common.arrays(opts, itr, ROOT)
+            want = comms_example.arrays(opts, itr, ROOT)
             for target in targets:
-                checked += common.check(opts, target, op.result(target), want)
+                checked += comms_example.check(opts, target, op.result(target), want)
     return opts.summary(stopwatch.seconds, checked)
 
 
 if __name__ == "__main__":
-    common.launch(main, "broadcast")
+    comms_example.launch(main, "broadcast")

@@ -13,32 +13,32 @@ from __future__ import annotations
 
 from typing import Any
 
-import common
+import comms_example
 
 from twister2 import WorkerEnv
 from twister2.net.batch import Direct
 
 
 def main(env: WorkerEnv) -> dict[str, Any]:
-    opts = common.options(env, "direct", one_to_one=True)
+    opts = comms_example.options(env, "direct", one_to_one=True)
     plan, me = opts.plan(), env.worker_id
-    stopwatch, checked = common.Stopwatch(), 0
+    stopwatch, checked = comms_example.Stopwatch(), 0
     env.barrier("start")
     for itr in range(opts.itr):
-        data = {s: common.arrays(opts, itr, s) for s in plan.local_sources(me)}
+        data = {s: comms_example.arrays(opts, itr, s) for s in plan.local_sources(me)}
         with stopwatch:
             op = Direct(env.dataflow, plan)
             for source, values in data.items():
-                common.send_all(opts, op, source, values)
+                comms_example.send_all(opts, op, source, values)
                 op.finish(source)
             op.wait()
         for target in plan.local_targets(me):
             got = list(op.result(target))
-            want = common.arrays(opts, itr, target)
-            checked += common.check(opts, target, got, want, ordered=False)
+            want = comms_example.arrays(opts, itr, target)
+            checked += comms_example.check(opts, target, got, want, ordered=False)
         op.close()
     return opts.summary(stopwatch.seconds, checked)
 
 
 if __name__ == "__main__":
-    common.launch(main, "direct", one_to_one=True)
+    comms_example.launch(main, "direct", one_to_one=True)

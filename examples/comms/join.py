@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-import common
+import comms_example
 
 from twister2 import WorkerEnv
 from twister2.net.batch import Join
@@ -41,35 +41,37 @@ def reference(left: list[Any], right: list[Any], how: str) -> list[tuple[Any, An
 
 
 def main(env: WorkerEnv) -> dict[str, Any]:
-    opts = common.options(env, "join", add_arguments)
+    opts = comms_example.options(env, "join", add_arguments)
     how, algorithm = opts.args.how, opts.args.algorithm
     plan, me = opts.plan(), env.worker_id
-    stopwatch, checked = common.Stopwatch(), 0
+    stopwatch, checked = comms_example.Stopwatch(), 0
     env.barrier("start")
     for itr in range(opts.itr):
         mine = plan.local_sources(me)
-        left = {s: common.keyed(opts, itr, s, salt=LEFT) for s in mine}
-        right = {s: common.keyed(opts, itr, s, salt=RIGHT) for s in mine}
+        left = {s: comms_example.keyed(opts, itr, s, salt=LEFT) for s in mine}
+        right = {s: comms_example.keyed(opts, itr, s, salt=RIGHT) for s in mine}
         with stopwatch:
             op = Join(env.dataflow, plan, how=how, algorithm=algorithm)
             for source in mine:
-                common.send_all(opts, op, source, left[source], op.send_left)
-                common.send_all(opts, op, source, right[source], op.send_right)
+                comms_example.send_all(opts, op, source, left[source], op.send_left)
+                comms_example.send_all(opts, op, source, right[source], op.send_right)
                 op.finish_left(source)
                 op.finish_right(source)
             op.wait()
         rows = reference(
-            [p for s in range(opts.sources) for p in common.keyed(opts, itr, s, salt=LEFT)],
-            [p for s in range(opts.sources) for p in common.keyed(opts, itr, s, salt=RIGHT)],
+            [p for s in range(opts.sources) for p in comms_example.keyed(opts, itr, s, salt=LEFT)],
+            [p for s in range(opts.sources) for p in comms_example.keyed(opts, itr, s, salt=RIGHT)],
             how,
         )
         target_of = HashPartitioner()
         for target in plan.local_targets(me):
             want = [row for row in rows if target_of(row[0], opts.targets) == target]
-            checked += common.check(opts, target, list(op.result(target)), want, ordered=False)
+            checked += comms_example.check(
+                opts, target, list(op.result(target)), want, ordered=False
+            )
         op.close()
     return opts.summary(stopwatch.seconds, checked)
 
 
 if __name__ == "__main__":
-    common.launch(main, "join", add_arguments)
+    comms_example.launch(main, "join", add_arguments)

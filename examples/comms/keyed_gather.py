@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
-import common
+import comms_example
 
 from twister2 import WorkerEnv
 from twister2.net.batch import KeyedGather
@@ -22,32 +22,32 @@ from twister2.net.partitioners import HashPartitioner
 
 
 def main(env: WorkerEnv) -> dict[str, Any]:
-    opts = common.options(env, "keyed gather")
+    opts = comms_example.options(env, "keyed gather")
     plan, me = opts.plan(), env.worker_id
-    stopwatch, checked = common.Stopwatch(), 0
+    stopwatch, checked = comms_example.Stopwatch(), 0
     env.barrier("start")
     for itr in range(opts.itr):
-        data = {s: common.keyed(opts, itr, s) for s in plan.local_sources(me)}
+        data = {s: comms_example.keyed(opts, itr, s) for s in plan.local_sources(me)}
         with stopwatch:
             op = KeyedGather(env.dataflow, plan, sort=True)
             for source, pairs in data.items():
-                common.send_all(opts, op, source, pairs)
+                comms_example.send_all(opts, op, source, pairs)
                 op.finish(source)
             op.wait()
         groups: dict[int, list[Any]] = {}
         for s in range(opts.sources):
-            for key, value in common.keyed(opts, itr, s):
+            for key, value in comms_example.keyed(opts, itr, s):
                 groups.setdefault(key, []).append(value)
         target_of = HashPartitioner()
         for target in plan.local_targets(me):
             # keys in order; the values within a group in any order
-            got = [(key, common.bag(values)) for key, values in op.result(target)]
-            want = [(k, common.bag(vs)) for k, vs in sorted(groups.items())]
+            got = [(key, comms_example.bag(values)) for key, values in op.result(target)]
+            want = [(k, comms_example.bag(vs)) for k, vs in sorted(groups.items())]
             want = [(k, vs) for k, vs in want if target_of(k, opts.targets) == target]
-            checked += common.check(opts, target, got, want)
+            checked += comms_example.check(opts, target, got, want)
         op.close()
     return opts.summary(stopwatch.seconds, checked)
 
 
 if __name__ == "__main__":
-    common.launch(main, "keyed gather")
+    comms_example.launch(main, "keyed gather")

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-import common
+import comms_example
 
 from twister2 import WorkerEnv
 from twister2.net.batch import KeyedPartition
@@ -21,26 +21,28 @@ from twister2.net.partitioners import HashPartitioner
 
 
 def main(env: WorkerEnv) -> dict[str, Any]:
-    opts = common.options(env, "keyed partition")
+    opts = comms_example.options(env, "keyed partition")
     plan, me = opts.plan(), env.worker_id
-    stopwatch, checked = common.Stopwatch(), 0
+    stopwatch, checked = comms_example.Stopwatch(), 0
     env.barrier("start")
     for itr in range(opts.itr):
-        data = {s: common.keyed(opts, itr, s) for s in plan.local_sources(me)}
+        data = {s: comms_example.keyed(opts, itr, s) for s in plan.local_sources(me)}
         with stopwatch:
             op = KeyedPartition(env.dataflow, plan)
             for source, pairs in data.items():
-                common.send_all(opts, op, source, pairs)
+                comms_example.send_all(opts, op, source, pairs)
                 op.finish(source)
             op.wait()
-        everything = [p for s in range(opts.sources) for p in common.keyed(opts, itr, s)]
+        everything = [p for s in range(opts.sources) for p in comms_example.keyed(opts, itr, s)]
         target_of = HashPartitioner()
         for target in plan.local_targets(me):
             want = [(k, v) for k, v in everything if target_of(k, opts.targets) == target]
-            checked += common.check(opts, target, list(op.result(target)), want, ordered=False)
+            checked += comms_example.check(
+                opts, target, list(op.result(target)), want, ordered=False
+            )
         op.close()
     return opts.summary(stopwatch.seconds, checked)
 
 
 if __name__ == "__main__":
-    common.launch(main, "keyed partition")
+    comms_example.launch(main, "keyed partition")

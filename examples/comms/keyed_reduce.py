@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-import common
+import comms_example
 import numpy as np
 
 from twister2 import WorkerEnv
@@ -22,28 +22,28 @@ from twister2.net.partitioners import HashPartitioner
 
 
 def main(env: WorkerEnv) -> dict[str, Any]:
-    opts = common.options(env, "keyed reduce")
+    opts = comms_example.options(env, "keyed reduce")
     plan, me = opts.plan(), env.worker_id
-    stopwatch, checked = common.Stopwatch(), 0
+    stopwatch, checked = comms_example.Stopwatch(), 0
     env.barrier("start")
     for itr in range(opts.itr):
-        data = {s: common.keyed(opts, itr, s) for s in plan.local_sources(me)}
+        data = {s: comms_example.keyed(opts, itr, s) for s in plan.local_sources(me)}
         with stopwatch:
             op = KeyedReduce(env.dataflow, plan, "sum")
             for source, pairs in data.items():
-                common.send_all(opts, op, source, pairs)
+                comms_example.send_all(opts, op, source, pairs)
                 op.finish(source)
             op.wait()
         totals: dict[int, np.ndarray] = {}
         for s in range(opts.sources):
-            for key, value in common.keyed(opts, itr, s):
+            for key, value in comms_example.keyed(opts, itr, s):
                 totals[key] = totals[key] + value if key in totals else value
         target_of = HashPartitioner()
         for target in plan.local_targets(me):
             want = {k: v for k, v in totals.items() if target_of(k, opts.targets) == target}
-            checked += common.check(opts, target, op.result(target), want)
+            checked += comms_example.check(opts, target, op.result(target), want)
     return opts.summary(stopwatch.seconds, checked)
 
 
 if __name__ == "__main__":
-    common.launch(main, "keyed reduce")
+    comms_example.launch(main, "keyed reduce")

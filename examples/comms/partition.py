@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-import common
+import comms_example
 import numpy as np
 
 from twister2 import WorkerEnv
@@ -26,25 +26,27 @@ def by_first_element(value: np.ndarray, targets: int) -> int:
 
 
 def main(env: WorkerEnv) -> dict[str, Any]:
-    opts = common.options(env, "partition")
+    opts = comms_example.options(env, "partition")
     plan, me = opts.plan(), env.worker_id
-    stopwatch, checked = common.Stopwatch(), 0
+    stopwatch, checked = comms_example.Stopwatch(), 0
     env.barrier("start")
     for itr in range(opts.itr):
-        data = {s: common.arrays(opts, itr, s) for s in plan.local_sources(me)}
+        data = {s: comms_example.arrays(opts, itr, s) for s in plan.local_sources(me)}
         with stopwatch:
             op = Partition(env.dataflow, plan, partitioner=by_first_element)
             for source, values in data.items():
-                common.send_all(opts, op, source, values)
+                comms_example.send_all(opts, op, source, values)
                 op.finish(source)
             op.wait()
-        everything = [a for s in range(opts.sources) for a in common.arrays(opts, itr, s)]
+        everything = [a for s in range(opts.sources) for a in comms_example.arrays(opts, itr, s)]
         for target in plan.local_targets(me):
             want = [a for a in everything if by_first_element(a, opts.targets) == target]
-            checked += common.check(opts, target, list(op.result(target)), want, ordered=False)
+            checked += comms_example.check(
+                opts, target, list(op.result(target)), want, ordered=False
+            )
         op.close()  # removes spill files, if any
     return opts.summary(stopwatch.seconds, checked)
 
 
 if __name__ == "__main__":
-    common.launch(main, "partition")
+    comms_example.launch(main, "partition")

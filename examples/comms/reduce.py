@@ -12,30 +12,30 @@ from __future__ import annotations
 
 from typing import Any
 
-import common
+import comms_example
 
 from twister2 import WorkerEnv
 from twister2.net.batch import Reduce
 
 
 def main(env: WorkerEnv) -> dict[str, Any]:
-    opts = common.options(env, "reduce")
+    opts = comms_example.options(env, "reduce")
     plan, me = opts.plan(), env.worker_id
-    stopwatch, checked = common.Stopwatch(), 0
+    stopwatch, checked = comms_example.Stopwatch(), 0
     env.barrier("start")
     for itr in range(opts.itr):
-        data = {s: [common.array(opts, itr, s)] for s in plan.local_sources(me)}
+        data = {s: [comms_example.array(opts, itr, s)] for s in plan.local_sources(me)}
         with stopwatch:
             op = Reduce(env.dataflow, plan, "sum", target=0)
             for source, values in data.items():
-                common.send_all(opts, op, source, values)
+                comms_example.send_all(opts, op, source, values)
                 op.finish(source)
             op.wait()
         if plan.targets[0] == me:
-            want = sum(common.array(opts, itr, s) for s in range(opts.sources))
-            checked += common.check(opts, 0, op.result(), want)
+            want = sum(comms_example.array(opts, itr, s) for s in range(opts.sources))
+            checked += comms_example.check(opts, 0, op.result(), want)
     return opts.summary(stopwatch.seconds, checked)
 
 
 if __name__ == "__main__":
-    common.launch(main, "reduce")
+    comms_example.launch(main, "reduce")
