@@ -8,12 +8,12 @@ check, which must fail the job when a value is wrong.
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+
+from tests.run_examples import run_python, submit_script
 
 ROOT = Path(__file__).resolve().parents[1]
 COMMS = ROOT / "examples" / "comms"
@@ -45,26 +45,7 @@ SHAPES = {
 def submit(
     cluster: str, example: str, workers: int, *args: str
 ) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "twister2.cli",
-            "submit",
-            cluster,
-            str(COMMS / f"{example}.py"),
-            "--workers",
-            str(workers),
-            "--quiet",
-            "--",
-            *args,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=150,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-        cwd=ROOT,
-    )
+    return submit_script(cluster, COMMS / f"{example}.py", workers, *args)
 
 
 def assert_verified(proc: subprocess.CompletedProcess[str], example: str, workers: int) -> None:
@@ -103,14 +84,7 @@ def test_example_on_mpi(example: str, workers: int) -> None:
 
 
 def test_python_runs_an_example_on_four_local_workers() -> None:
-    proc = subprocess.run(
-        [sys.executable, str(COMMS / "allreduce.py"), *SMALL],
-        capture_output=True,
-        text=True,
-        timeout=150,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-        cwd=ROOT,
-    )
+    proc = run_python(str(COMMS / "allreduce.py"), *SMALL)
     assert_verified(proc, "allreduce", 4)
     assert "3 targets" in proc.stdout and "5 sources" in proc.stdout
 

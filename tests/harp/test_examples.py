@@ -4,12 +4,12 @@ the MPI message-level example must refuse, clearly, to run anywhere but the mpi 
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+
+from tests.run_examples import submit_script
 
 ROOT = Path(__file__).resolve().parents[2]
 HARP = ROOT / "examples" / "harp"
@@ -29,26 +29,7 @@ REPORTS = {
 def submit(
     cluster: str, example: str, workers: int, *args: str
 ) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "twister2.cli",
-            "submit",
-            cluster,
-            str(HARP / f"{example}.py"),
-            "--workers",
-            str(workers),
-            "--quiet",
-            "--",
-            *args,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=150,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-        cwd=ROOT,
-    )
+    return submit_script(cluster, HARP / f"{example}.py", workers, *args)
 
 
 def test_every_example_is_tested() -> None:

@@ -8,12 +8,12 @@ must fail the job when a value is wrong.
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+
+from tests.run_examples import run_python, submit_script
 
 ROOT = Path(__file__).resolve().parents[3]
 COMMS = ROOT / "examples" / "comms"
@@ -41,26 +41,7 @@ SHAPES = {  # per world size: the examples' default plan, or one that does not d
 def submit(
     cluster: str, example: str, workers: int, *args: str
 ) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "twister2.cli",
-            "submit",
-            cluster,
-            str(COMMS / f"stream_{example}.py"),
-            "--workers",
-            str(workers),
-            "--quiet",
-            "--",
-            *args,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=150,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-        cwd=ROOT,
-    )
+    return submit_script(cluster, COMMS / f"stream_{example}.py", workers, *args)
 
 
 def assert_verified(proc: subprocess.CompletedProcess[str], example: str, workers: int) -> str:
@@ -100,14 +81,7 @@ def test_stream_example_on_mpi(example: str, workers: int) -> None:
 
 
 def test_python_runs_a_stream_example_on_four_local_workers() -> None:
-    proc = subprocess.run(
-        [sys.executable, str(COMMS / "stream_allreduce.py"), *SMALL],
-        capture_output=True,
-        text=True,
-        timeout=150,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-        cwd=ROOT,
-    )
+    proc = run_python(str(COMMS / "stream_allreduce.py"), *SMALL)
     report = assert_verified(proc, "allreduce", 4)
     assert "5 sources, 3 targets" in report
 
