@@ -55,6 +55,7 @@ from twister2.master.client import BarrierError
 from twister2.net.batch import Broadcast, Direct, KeyedReduce
 from twister2.net.batch.keyed import Routed
 from twister2.net.dataflow import Dataflow, OperationError
+from twister2.net.partitioners import check_target
 from twister2.net.plan import Plan
 
 if TYPE_CHECKING:
@@ -537,20 +538,10 @@ class Harp:
         except Exception as exc:
             msg = f"{call}: the partitioner raised {type(exc).__name__} for partition {pid}: {exc}"
             raise HarpError(msg) from exc
-        if isinstance(worker, bool) or not isinstance(worker, numbers.Integral):
-            msg = (
-                f"{call}: the partitioner returned {worker!r} ({type(worker).__qualname__}) for "
-                f"partition {pid}; it must return a worker id"
-            )
-            raise TypeError(msg)
-        if not 0 <= worker < n:
-            where = "past the last worker" if worker >= n else "not a worker"
-            msg = (
-                f"{call}: the partitioner put partition {pid} on worker {worker}, {where} "
-                f"(the workers are 0..{n - 1})"
-            )
-            raise ValueError(msg)
-        return int(worker)
+        try:
+            return check_target(worker, n, pid, subject=f"partition {pid}", noun="worker")
+        except (TypeError, ValueError) as exc:
+            raise type(exc)(f"{call}: {exc}") from None
 
     def _exchange(
         self, call: _Call, sends: Iterable[tuple[int, int, Any]]

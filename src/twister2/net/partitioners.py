@@ -1,8 +1,8 @@
-"""Choosing a target: stable key hashing, round robin, and user partitioners.
+"""Choosing a target: the stable key hash, round robin, and the check of user partitioners.
 
-Python's ``hash`` of a string differs between processes, so keys are hashed with a stable
-function (CRC-32 of their bytes; integers mixed arithmetically): every worker sends a key to the
-same target.
+Every keyed operation of every tier (object, array, streaming, Harp) routes a key with
+:func:`~twister2.net.key_hash.stable_hash` (keys equal under ``==`` meet at one target, in every
+process) and checks what a user's partitioner returns with :func:`check_target`.
 
 Example
 -------
@@ -14,48 +14,23 @@ True
 
 from __future__ import annotations
 
-import pickle
-import struct
-import zlib
+import operator
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["HashPartitioner", "Partitioner", "RoundRobin", "stable_hash"]
+from twister2.net.key_hash import UnstableKeyError, stable_hash
+
+__all__ = [
+    "HashPartitioner",
+    "Partitioner",
+    "RoundRobin",
+    "UnstableKeyError",
+    "check_target",
+    "stable_hash",
+]
 
 Partitioner = Callable[[Any, int], int]
 """``partitioner(value_or_key, number_of_targets) -> target index``."""
-
-_MASK = (1 << 64) - 1
-
-
-def _mix(x: int) -> int:
-    x = (x + 0x9E3779B97F4A7C15) & _MASK
-    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & _MASK
-    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & _MASK
-    return x ^ (x >> 31)
-
-
-def stable_hash(key: Any) -> int:
-    """A hash of ``key`` that is the same in every process."""
-    if isinstance(key, bool):
-        return _mix(int(key))
-    if isinstance(key, int):
-        return _mix(key & _MASK)
-    if isinstance(key, str):
-        return zlib.crc32(key.encode("utf-8", "surrogatepass"))
-    if isinstance(key, bytes | bytearray):
-        return zlib.crc32(key)
-    if isinstance(key, float):
-        key = key + 0.0  # -0.0 == 0.0, so they must hash alike (as in the array tier)
-        return _mix(struct.unpack("<Q", struct.pack("<d", key))[0])
-    if isinstance(key, tuple):
-        h = 0x345678
-        for item in key:
-            h = _mix(h ^ stable_hash(item))
-        return h
-    if key is None:
-        return 0
-    return zlib.crc32(pickle.dumps(key, protocol=5))
 
 
 class HashPartitioner:
@@ -75,3 +50,37 @@ class RoundRobin:
         target = self._next % targets
         self._next += 1
         return target
+
+
+def check_target(
+    chosen: Any, targets: int, of: Any, *, subject: str | None = None, noun: str = "target"
+) -> int:
+    """``chosen`` as a target index in ``0..targets-1``, or the error that says what is wrong.
+
+    ``of`` is the value (or key) the partitioner was asked about: the error names its type, or
+    ``subject`` when given (``"partition 5"``); ``noun`` names what the targets are (Harp's are
+    workers). An integer such as ``numpy.int64`` is accepted; ``bool`` is not.
+
+    >>> check_target(2, 3, "k")
+    2
+    >>> check_target(3, 3, "k")
+    Traceback (most recent call last):
+    ...
+    ValueError: the partitioner returned target 3 for a value of type str, but the targets are 0..2
+    """
+    about = subject if subject is not None else f"a value of type {type(of).__qualname__}"
+    if not isinstance(chosen, bool) and hasattr(type(chosen), "__index__"):
+        chosen = operator.index(chosen)  # an int, or an integer such as numpy.int64
+    if isinstance(chosen, bool) or not isinstance(chosen, int):
+        msg = (
+            f"the partitioner returned {chosen!r} ({type(chosen).__qualname__}) for {about}; "
+            f"it must return a {noun} index"
+        )
+        raise TypeError(msg)
+    if not 0 <= chosen < targets:
+        msg = (
+            f"the partitioner returned {noun} {chosen} for {about}, but the {noun}s are "
+            f"0..{targets - 1}"
+        )
+        raise ValueError(msg)
+    return chosen

@@ -43,9 +43,7 @@ class _Builtin:
 
             a_arr, b_arr = np.asarray(a), np.asarray(b)
             if a_arr.shape != b_arr.shape:
-                msg = (
-                    f"{self.name} of arrays with different shapes {a_arr.shape} and {b_arr.shape}"
-                )
+                msg = f"{self.name} of arrays with different shapes {a_arr.shape} and {b_arr.shape}"
                 raise ValueError(msg)
             return self.ufunc(a_arr, b_arr)
         return self.scalar(a, b)

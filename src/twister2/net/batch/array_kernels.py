@@ -3,8 +3,9 @@ two-stage aggregation, on NumPy arrays and Arrow tables with no Python loop per 
 
 :func:`hash_column` gives every key the same hash as :func:`~twister2.net.partitioners.stable_hash`
 gives the equal Python value (so the object tier and the array tier route a key alike), in every
-process: integers by a splitmix64 mix computed in NumPy, floats by the mix of their bit pattern,
-strings and binaries by the CRC-32 of their bytes (computed once per distinct value, the distinct
+process: numbers by Python's numeric hash (so ``2`` and ``2.0`` meet) computed in NumPy and mixed
+by splitmix64, dates, times and durations by their days or microseconds, strings and binaries by
+the CRC-32 of their bytes (computed once per distinct value, the distinct
 values found by Arrow's dictionary encoding, the CRC itself vectorised over them), nulls as 0.
 
 Example
@@ -32,6 +33,8 @@ import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
+
+from twister2.net.key_hash import NAN_HASH
 
 __all__ = [
     "AGGREGATIONS",
@@ -62,6 +65,11 @@ _C0 = np.uint64(0x9E3779B97F4A7C15)
 _C1 = np.uint64(0xBF58476D1CE4E5B9)
 _C2 = np.uint64(0x94D049BB133111EB)
 _S30, _S27, _S31 = np.uint64(30), np.uint64(27), np.uint64(31)
+_MODULUS = np.uint64((1 << 61) - 1)
+_MINUS_ONE, _MINUS_TWO = np.uint64((1 << 64) - 1), np.uint64((1 << 64) - 2)
+_TWO_53 = float(1 << 53)
+_INF_HASH = np.uint64(hash(float("inf")))
+_MINUS_INF_HASH = np.uint64((1 << 64) + hash(float("-inf")))
 _FEW_PARTS = 8
 """Up to this many parts, :func:`split_by_index` finds each part's rows with a pass of its own."""
 _SMALL_DICTIONARY = 64
@@ -146,6 +154,58 @@ def _nulls(arr: pa.Array) -> npt.NDArray[np.bool_] | None:
     return np.asarray(arr.is_null().to_numpy(zero_copy_only=False), dtype=bool)
 
 
+def _signed(magnitude: U64, negative: npt.NDArray[np.bool_]) -> U64:
+    """Python's signed hash from a magnitude below the modulus, as ``uint64`` bits (``-1`` is
+    ``-2``, as in CPython, where ``-1`` means an error)."""
+    out = np.where(negative, np.uint64(0) - magnitude, magnitude)
+    out[out == _MINUS_ONE] = _MINUS_TWO
+    return out
+
+
+def _int_hashes(ints: Ints) -> U64:
+    """``hash(int(v))`` of every ``int64`` value (the two's complement bits, as ``uint64``)."""
+    bits = ints.view(np.uint64)
+    negative = ints < 0
+    magnitude = np.where(negative, np.uint64(0) - bits, bits)  # |v|, right even for -2**63
+    return _signed(magnitude % _MODULUS, negative)
+
+
+def _float_hashes(floats: npt.NDArray[np.float64]) -> U64:
+    """``hash(v)`` of every ``float64`` value, NaNs as :data:`~twister2.net.key_hash.NAN_HASH`.
+
+    A finite ``v`` is ``M * 2**E`` with an integer ``M < 2**53``; its hash is ``M * 2**E`` modulo
+    the Mersenne prime ``2**61 - 1``, and multiplying by ``2**s`` modulo it rotates 61 bits."""
+    finite = np.isfinite(floats)
+    mantissa, exponent = np.frexp(np.where(finite, np.abs(floats), 0.0))
+    m = (mantissa * _TWO_53).astype(np.uint64)
+    s = np.mod(exponent.astype(np.int64) - 53, 61).astype(np.uint64)
+    rotated = ((m << s) & _MODULUS) | (m >> (np.uint64(61) - s))
+    out = _signed(rotated, floats < 0)
+    out[np.isinf(floats)] = np.where(floats[np.isinf(floats)] > 0, _INF_HASH, _MINUS_INF_HASH)
+    out[np.isnan(floats)] = np.uint64(NAN_HASH)
+    return out
+
+
+_TEMPORAL_MICROS = {"s": 1_000_000, "ms": 1_000, "us": 1, "ns": -1_000}
+"""Per unit, the factor to microseconds (negative: a divisor), as Python's datetime keeps them."""
+
+
+def _temporal_ints(arr: pa.Array) -> Ints:
+    """The integers :func:`~twister2.net.key_hash.stable_hash` hashes for the equal Python date,
+    time, datetime or timedelta: days for dates, microseconds for the others."""
+    kind = arr.type
+    raw = arr.view(pa.int64() if kind.bit_width == 64 else pa.int32())
+    ints: Ints = (raw.fill_null(0) if raw.null_count else raw).to_numpy().astype(np.int64)
+    if pa.types.is_date32(kind):
+        return ints
+    factor = -86_400_000 if pa.types.is_date64(kind) else _TEMPORAL_MICROS.get(kind.unit)
+    if factor is None:
+        msg = f"cannot hash a key column of type {kind}"
+        raise TypeError(msg)
+    out: Ints = ints * factor if factor > 0 else np.floor_divide(ints, -factor)
+    return out
+
+
 def _hash_chunk(arr: pa.Array) -> U64:
     kind = arr.type
     if len(arr) == 0:
@@ -162,17 +222,15 @@ def _hash_chunk(arr: pa.Array) -> U64:
         out = mix64(arr.fill_null(False).to_numpy(zero_copy_only=False).astype(np.uint64))
     elif pa.types.is_integer(kind):
         ints = (arr.fill_null(0) if arr.null_count else arr).to_numpy()
-        if not pa.types.is_uint64(kind):
-            ints = ints.astype(np.int64, copy=False)
-        out = mix64(ints.view(np.uint64))
+        if pa.types.is_uint64(kind):
+            out = mix64(ints % _MODULUS)
+        else:
+            out = mix64(_int_hashes(ints.astype(np.int64, copy=False)))
     elif pa.types.is_floating(kind):
         floats = (arr.fill_null(0) if arr.null_count else arr).to_numpy()
-        floats = floats.astype(np.float64) + 0.0  # a copy, and -0.0 becomes 0.0
-        floats[np.isnan(floats)] = np.nan  # one NaN bit pattern
-        out = mix64(floats.view(np.uint64))
+        out = mix64(_float_hashes(floats.astype(np.float64, copy=False)))
     elif pa.types.is_temporal(kind):
-        width = pa.int64() if kind.bit_width == 64 else pa.int32()
-        return _hash_chunk(arr.view(width))
+        out = mix64(_int_hashes(_temporal_ints(arr)))
     elif pa.types.is_string_view(kind) or pa.types.is_binary_view(kind):
         return _hash_chunk(
             arr.cast(pa.large_string() if pa.types.is_string_view(kind) else pa.large_binary())
@@ -214,8 +272,7 @@ def hash_column(column: Any) -> U64:
     Returns
     -------
     numpy.ndarray
-        ``uint64`` hashes, equal to ``stable_hash(value)`` of the equal Python value (nulls are 0;
-        floats differ only in that ``-0.0`` hashes as ``0.0`` and every NaN alike).
+        ``uint64`` hashes, equal to ``stable_hash(value)`` of the equal Python value (nulls are 0).
 
     Raises
     ------

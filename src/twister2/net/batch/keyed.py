@@ -21,13 +21,18 @@ Example
 
 from __future__ import annotations
 
-import operator
 from collections.abc import Callable, Iterator
 from itertools import groupby
 from typing import Any
 
 from twister2.net.dataflow import Dataflow, Operation
-from twister2.net.partitioners import HashPartitioner, Partitioner, RoundRobin, stable_hash
+from twister2.net.partitioners import (
+    HashPartitioner,
+    Partitioner,
+    RoundRobin,
+    check_target,
+    stable_hash,
+)
 from twister2.net.plan import Plan
 from twister2.net.reductions import ReduceFunction, combine, resolve
 from twister2.net.spill import SpillStore
@@ -64,21 +69,10 @@ class Routed(Operation):
         )
 
     def _target_of(self, chosen: Any, value: Any) -> int:
-        if not isinstance(chosen, bool) and hasattr(type(chosen), "__index__"):
-            chosen = operator.index(chosen)  # an int, or an integer such as numpy.int64
-        if isinstance(chosen, bool) or not isinstance(chosen, int):
-            msg = (
-                f"the partitioner returned {chosen!r} ({type(chosen).__qualname__}) for a value of "
-                f"type {type(value).__qualname__}; it must return a target index"
-            )
-            raise self._wrap(TypeError(msg), msg)
-        if not 0 <= chosen < self._ntargets:
-            msg = (
-                f"the partitioner returned target {chosen} for a value of type "
-                f"{type(value).__qualname__}, but the targets are 0..{self._ntargets - 1}"
-            )
-            raise self._wrap(ValueError(msg), msg)
-        return chosen
+        try:
+            return check_target(chosen, self._ntargets, value)
+        except (TypeError, ValueError) as exc:
+            raise self._wrap(exc, str(exc)) from exc
 
     def _accept(self, target: int, record: Any) -> None:
         raise NotImplementedError

@@ -33,7 +33,7 @@ from typing import Any
 
 from twister2.net.batch.tree import _own
 from twister2.net.dataflow import Dataflow
-from twister2.net.partitioners import HashPartitioner, Partitioner, stable_hash
+from twister2.net.partitioners import HashPartitioner, Partitioner, check_target, stable_hash
 from twister2.net.plan import Plan
 from twister2.net.reductions import ReduceFunction, _Builtin, combine, resolve
 from twister2.net.stream.base import END, Run, StreamOperation, pump_of
@@ -70,13 +70,10 @@ class StreamPartition(StreamOperation):
             chosen = partitioner(value, n)
         except Exception as exc:
             raise self._wrap(exc, f"the partitioner raised {type(exc).__name__}: {exc}") from exc
-        if isinstance(chosen, bool) or not isinstance(chosen, int) or not 0 <= chosen < n:
-            msg = (
-                f"the partitioner returned {chosen!r} for a value of type "
-                f"{type(of).__qualname__}, but the targets are 0..{n - 1}"
-            )
-            raise self._wrap(ValueError(msg), msg)
-        return chosen
+        try:
+            return check_target(chosen, n, of)
+        except (TypeError, ValueError) as exc:
+            raise self._wrap(exc, str(exc)) from exc
 
     def _choose(self, source: int, value: Any) -> int:
         """The target of one value (called only with the value taken: round robin advances)."""
@@ -158,9 +155,9 @@ def _scalar_form(fn: ReduceFunction) -> ReduceFunction | None:
     return fn.scalar if isinstance(fn, _Builtin) else None
 
 
-_CACHED_KEYS = (str, int, bytes)
-"""Key types whose target the default hash partitioner caches (no two such keys of different
-types are equal, so a cache hit is always the key's own target)."""
+_CACHED_KEYS = (str, int, bytes, float, bool)
+"""Key types whose target the default hash partitioner caches (keys equal under ``==`` have one
+stable hash, so a cache hit on an equal key of another type is still the key's own target)."""
 _CACHE_LIMIT = 1 << 16
 
 
