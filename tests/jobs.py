@@ -81,3 +81,7 @@ def sleep_forever(env: WorkerEnv) -> None:
 
 def unpicklable_result(env: WorkerEnv) -> Any:
     return lambda: None
+
+
+def scaled_id(env: WorkerEnv, factor: int = 1) -> int:
+    return env.worker_id * factor

@@ -105,7 +105,7 @@ def run(
     take precedence over the arguments given here.
     """
     overrides = dict(config or {})
-    script_args = list(args if args is not None else sys.argv[1:])
+    script_args = list(args if args is not None else _script_args())
     if _submission is not None:
         _submission.used = True
         cluster = _submission.cluster or cluster
@@ -164,6 +164,7 @@ class _Runner:
             port=int(self.cfg["master.port"]),
             failure_timeout=float(self.cfg["master.failure_timeout"]),
             join_timeout=float(self.cfg["master.join_timeout"]),
+            entry_value=self.job.entry.value or b"",
         )
         master.log_event(
             "job",
@@ -250,6 +251,12 @@ class _Runner:
             remote_traceback=failure.traceback,
             task=failure.task,
         )
+
+
+def _script_args() -> list[str]:
+    """The running script's arguments; none in an interactive session (a Python or IPython
+    prompt, a Jupyter kernel), whose ``sys.argv`` is the interpreter's or the kernel's own."""
+    return [] if hasattr(sys, "ps1") else sys.argv[1:]
 
 
 def _value(blob: bytes | None) -> Any:

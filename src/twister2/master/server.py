@@ -33,7 +33,8 @@ _TICK = 0.25
 class JobMaster:
     """Registration, discovery, barriers, heartbeats and the event log of one job.
 
-    ``spec`` is what every worker receives when it registers (config, entry, args...).
+    ``spec`` is what every worker receives when it registers (config, entry, args...);
+    ``entry_value`` the pickled entry function of a by-value entry (``{"op": "entry"}``).
     """
 
     def __init__(
@@ -49,10 +50,12 @@ class JobMaster:
         failure_timeout: float = 10.0,
         join_timeout: float = 60.0,
         metrics_interval: float | None = None,
+        entry_value: bytes = b"",
     ) -> None:
         self.job_id = job_id
         self.secret = secret
         self.spec = spec
+        self.entry_value = entry_value
         self.join_timeout = join_timeout
         if metrics_interval is None:  # the job's own config, else the schema's default
             metrics_interval = float(spec.get("config", {}).get("dashboard.metrics_interval", 5.0))
@@ -205,6 +208,9 @@ class JobMaster:
                     return
                 if op == "spec":
                     wire.send_frame(conn, {"ok": True, "spec": self.spec})
+                    continue
+                if op == "entry":
+                    wire.send_frame(conn, {"ok": True}, self.entry_value)
                     continue
                 reply, wid, ended = self._handle(header, blob, wid)
                 reported = reported or ended

@@ -25,6 +25,7 @@ from twister2.job import Entry
 from twister2.master.client import MasterClient, MasterError, MasterUnreachable, parse_address
 from twister2.master.record import END_BARRIER
 from twister2.net.channel import Channel, create_endpoint
+from twister2.shipping import loads_entry
 from twister2.worker.env import WorkerEnv, WorkerInfo
 
 __all__ = ["load_entry", "main"]
@@ -49,10 +50,12 @@ def requested_id() -> int | None:
 
 
 def load_entry(entry: Entry, sys_path: list[str]) -> Callable[..., Any]:
-    """Import the entry function the way the submitting process found it."""
+    """Import the entry function the way the submitting process found it (or unpickle it)."""
     for path in reversed(sys_path):
         if path not in sys.path:
             sys.path.insert(0, path)
+    if entry.value is not None:
+        return loads_entry(entry.value)
     if entry.script:
         script = Path(entry.script)
         sys.path.insert(0, str(script.parent))
@@ -221,7 +224,8 @@ def main() -> int:
         scratch = Path(spec["scratch_root"]) / f"worker-{wid}"
         scratch.mkdir(parents=True, exist_ok=True)
         sys.argv = [spec["entry"].get("script") or spec["entry"]["function"], *spec["args"]]
-        func = load_entry(Entry.from_dict(spec["entry"]), list(spec["sys_path"]))
+        value = master.entry_value() if spec["entry"].get("by_value") else None
+        func = load_entry(Entry.from_dict(spec["entry"], value), list(spec["sys_path"]))
         env = WorkerEnv(
             job_id=job_id,
             worker_id=wid,
