@@ -106,10 +106,10 @@ def run(
     """Run ``main(env)`` on ``workers`` workers of ``cluster`` and wait for the job's end.
 
     ``main`` goes to the workers by reference when they can import it by name (the top level of
-    a module or of the script being run), else by value (cloudpickle): a notebook's, ``python
-    -``'s or ``python -c``'s function, a lambda, a closure, a ``functools.partial``. ``args`` (the
-    workers' ``env.args``) defaults to the script's own arguments, ``sys.argv[1:]``, and to none
-    in an interactive session.
+    a module or of the script being run), else by value (cloudpickle): a function from a
+    notebook, from ``python -`` or from ``python -c``, a lambda, a closure, a
+    ``functools.partial``. ``args`` (the workers' ``env.args``) defaults to the script's own
+    arguments, ``sys.argv[1:]``, and to none in an interactive session.
 
     Raises :class:`twister2.shipping.EntryNotShippableError` before anything starts when ``main``
     captures something that cannot be pickled, :class:`twister2.errors.JobFailedError` (naming
