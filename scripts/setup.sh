@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Create .venv (if needed) and install twister2 with the given extras, pinned by
 # requirements/constraints.txt. Used by scripts/main.sh and scripts/test.sh.
-#   usage: source scripts/setup.sh [extras]     e.g. "mpi" or "test"
+#   usage: source scripts/setup.sh [extras]     e.g. "main" or "test"
 set -euo pipefail
-extras="${1:-mpi}"
+extras="${1:-main}"
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 venv="${TWISTER2_VENV:-$root/.venv}"
 python="${PYTHON:-python3}"

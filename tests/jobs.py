@@ -81,3 +81,16 @@ def sleep_forever(env: WorkerEnv) -> None:
 
 def unpicklable_result(env: WorkerEnv) -> Any:
     return lambda: None
+
+
+def scaled_id(env: WorkerEnv, factor: int = 1) -> int:
+    return env.worker_id * factor
+
+
+def log_then_sigkill_last(env: WorkerEnv) -> None:
+    """The last worker logs three lines and is killed at once; the others wait."""
+    if env.worker_id == env.num_workers - 1:
+        for i in range(3):
+            env.logger.info("line %d of worker %d before the kill", i, env.worker_id)
+        os.kill(os.getpid(), signal.SIGKILL)
+    env.barrier("never")

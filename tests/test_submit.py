@@ -131,8 +131,3 @@ def test_mpi_channel_on_local_cluster_is_refused() -> None:
     with pytest.raises(JobFailedError) as info:
         twister2.run(jobs.hello, workers=1, config={"network.channel": "mpi"})
     assert "twister2 submit mpi" in str(info.value)
-
-
-def test_lambda_entry_is_refused() -> None:
-    with pytest.raises(ValueError, match="top level"):
-        twister2.run(lambda env: None, workers=1)

@@ -16,10 +16,12 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from twister2.errors import JobFailedError, JobKilledError
     from twister2.job import Job, JobState, Resources, WorkerState
+    from twister2.shipping import EntryNotShippableError
     from twister2.submit import JobResult, run
     from twister2.worker.env import WorkerEnv, WorkerInfo
 
 __all__ = [
+    "EntryNotShippableError",
     "Job",
     "JobFailedError",
     "JobKilledError",
@@ -41,6 +43,7 @@ _WHERE = {
     "WorkerState": "twister2.job",
     "JobFailedError": "twister2.errors",
     "JobKilledError": "twister2.errors",
+    "EntryNotShippableError": "twister2.shipping",
     "JobResult": "twister2.submit",
     "run": "twister2.submit",
     "WorkerEnv": "twister2.worker.env",

@@ -13,11 +13,13 @@ Example
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import secrets
 import sys
 import time
+import types
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -70,51 +72,107 @@ class Resources:
 
 @dataclass(frozen=True)
 class Entry:
-    """Where workers find the entry function: a script file or an importable module."""
+    """Where workers find the entry function: a script file, an importable module, or ``value``.
+
+    A function that workers can import by name (defined at the top level of a module or of a
+    script file) goes by reference; anything else (a notebook cell's, ``python -``'s or
+    ``python -c``'s function, a lambda, a closure, a ``functools.partial``) goes by value:
+    ``value`` holds it pickled (see :mod:`twister2.shipping`), and the job master hands it to
+    each worker.
+
+    >>> import functools
+    >>> Entry.of(new_job_id).module
+    'twister2.job'
+    >>> entry = Entry.of(functools.partial(new_job_id, "demo"))
+    >>> entry.function, entry.by_value
+    ('partial(new_job_id)', True)
+    """
 
     function: str
     module: str | None = None
     script: str | None = None
+    value: bytes | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def by_value(self) -> bool:
+        return self.value is not None
 
     @classmethod
     def of(cls, func: Callable[..., Any]) -> Entry:
-        """Locate ``func`` so that another process can load it.
+        """Locate ``func`` so that another process can load it: by name where it can import
+        it, else by value; raises :class:`twister2.shipping.EntryNotShippableError` when
+        ``func`` captures something that cannot be pickled."""
+        if not callable(func):
+            msg = f"the entry function must be callable, got {type(func).__qualname__}"
+            raise TypeError(msg)
+        by_name = cls._by_reference(func)
+        if by_name is not None:
+            return by_name
+        from twister2.shipping import dumps_entry
 
-        The function must be defined at the top level of a script file or of an importable
-        module (worker processes load it from there; closures cannot travel).
-        """
-        qualname = getattr(func, "__qualname__", "")
-        name = getattr(func, "__name__", repr(func))
-        if not callable(func) or "<locals>" in qualname or "<lambda>" in qualname:
-            msg = (
-                f"the entry function {name!r} must be defined at the top level of a file "
-                "(worker processes load it from there); lambdas and nested functions cannot be"
-            )
-            raise ValueError(msg)
-        module = func.__module__
-        if module == "__main__":
-            main = sys.modules.get("__main__")
-            path = getattr(main, "__file__", None)
-            if not path:
-                msg = (
-                    f"the entry function {name!r} is defined in an interactive session; "
-                    "put it in a .py file and run that file"
-                )
-                raise ValueError(msg)
+        name = _display_name(func)
+        return cls(function=name, value=dumps_entry(func, name))
+
+    @classmethod
+    def _by_reference(cls, func: Callable[..., Any]) -> Entry | None:
+        """``func``'s script or module where a worker can import it by name, else None."""
+        if not isinstance(func, types.FunctionType):
+            return None
+        qualname = func.__qualname__
+        if "<" in qualname:  # a lambda, or defined inside a function
+            return None
+        module_name = func.__module__
+        module = sys.modules.get(module_name)
+        if module is None or _resolve(module, qualname) is not func:
+            return None  # e.g. a notebook's __main__, or a name bound to something else since
+        if module_name == "__main__":
+            path = getattr(module, "__file__", None)
+            if not path or not Path(path).is_file():  # python -c, python -, a notebook
+                return None
             return cls(function=qualname, script=str(Path(path).resolve()))
-        if module == "__twister2_main__":  # a worker of a job submitting another job
+        if module_name == "__twister2_main__":  # a worker of a job submitting another job
             import inspect
 
             path = inspect.getsourcefile(func)
-            return cls(function=qualname, script=str(Path(path or "").resolve()))
-        return cls(function=qualname, module=module)
+            if not path:
+                return None
+            return cls(function=qualname, script=str(Path(path).resolve()))
+        return cls(function=qualname, module=module_name)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"function": self.function, "module": self.module, "script": self.script}
+        return {
+            "function": self.function,
+            "module": self.module,
+            "script": self.script,
+            "by_value": self.by_value,
+        }
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> Entry:
-        return cls(function=data["function"], module=data.get("module"), script=data.get("script"))
+    def from_dict(cls, data: Mapping[str, Any], value: bytes | None = None) -> Entry:
+        """The entry of ``to_dict``'s ``data``; ``value`` is the pickled function of a
+        by-value entry (it travels apart from the JSON)."""
+        return cls(
+            function=data["function"],
+            module=data.get("module"),
+            script=data.get("script"),
+            value=value,
+        )
+
+
+def _resolve(module: Any, qualname: str) -> Any:
+    target = module
+    for part in qualname.split("."):
+        target = getattr(target, part, None)
+        if target is None:
+            return None
+    return target
+
+
+def _display_name(func: Callable[..., Any]) -> str:
+    """A short name for the job and its log: ``main``, ``<lambda>``, ``partial(main)``."""
+    if isinstance(func, functools.partial):
+        return f"partial({_display_name(func.func)})"
+    return str(getattr(func, "__qualname__", None) or type(func).__qualname__)
 
 
 _NAME = re.compile(r"[^A-Za-z0-9_.-]+")

@@ -53,7 +53,13 @@ _SETTLE = 3.0
 
 @dataclass
 class JobResult:
-    """A finished job: its id, state, and each worker's return value (by worker id)."""
+    """A finished job, as :func:`run` returns it.
+
+    ``job_id`` is the job's id (what ``twister2 jobs``, ``twister2 kill`` and the dashboard
+    show), ``state`` is :attr:`JobState.COMPLETED`, ``values[i]`` is worker ``i``'s return value
+    and ``log_folder`` the job's folder under ``job.log_dir`` (its event log ``events.jsonl``).
+    See docs/api.md.
+    """
 
     job_id: str
     state: JobState
@@ -99,13 +105,27 @@ def run(
 ) -> JobResult:
     """Run ``main(env)`` on ``workers`` workers of ``cluster`` and wait for the job's end.
 
-    Raises :class:`twister2.errors.JobFailedError` (naming the worker, its host and the original
-    traceback) when a worker fails, and :class:`twister2.errors.JobKilledError` when the job is
-    killed. Under ``twister2 submit`` the command line's cluster, workers, config and arguments
-    take precedence over the arguments given here.
+    ``main`` goes to the workers by reference when they can import it by name (the top level of
+    a module or of the script being run), else by value (cloudpickle): a function from a
+    notebook, from ``python -`` or from ``python -c``, a lambda, a closure, a
+    ``functools.partial``. ``args`` (the workers' ``env.args``) defaults to the script's own
+    arguments, ``sys.argv[1:]``, and to none in an interactive session.
+
+    Raises :class:`twister2.shipping.EntryNotShippableError` before anything starts when ``main``
+    captures something that cannot be pickled, :class:`twister2.errors.JobFailedError` (naming
+    the worker, its host and the original traceback) when a worker fails, and
+    :class:`twister2.errors.JobKilledError` when the job is killed. Under ``twister2 submit`` the
+    command line's cluster, workers, config and arguments take precedence over the arguments
+    given here. See docs/api.md.
+
+    >>> import tempfile
+    >>> with tempfile.TemporaryDirectory() as logs:
+    ...     result = run(lambda env: env.worker_id * 10, workers=2, config={"job.log_dir": logs})
+    >>> result.state.value, result.values
+    ('COMPLETED', [0, 10])
     """
     overrides = dict(config or {})
-    script_args = list(args if args is not None else sys.argv[1:])
+    script_args = list(args if args is not None else _script_args())
     if _submission is not None:
         _submission.used = True
         cluster = _submission.cluster or cluster
@@ -164,6 +184,7 @@ class _Runner:
             port=int(self.cfg["master.port"]),
             failure_timeout=float(self.cfg["master.failure_timeout"]),
             join_timeout=float(self.cfg["master.join_timeout"]),
+            entry_value=self.job.entry.value or b"",
         )
         master.log_event(
             "job",
@@ -250,6 +271,12 @@ class _Runner:
             remote_traceback=failure.traceback,
             task=failure.task,
         )
+
+
+def _script_args() -> list[str]:
+    """The running script's arguments; none in an interactive session (a Python or IPython
+    prompt, a Jupyter kernel), whose ``sys.argv`` is the interpreter's or the kernel's own."""
+    return [] if hasattr(sys, "ps1") else sys.argv[1:]
 
 
 def _value(blob: bytes | None) -> Any:

@@ -59,14 +59,20 @@ class MasterClient:
         self.worker_id: int | None = None
 
     def request(self, header: dict[str, Any], blob: bytes = b"") -> dict[str, Any]:
+        return self._exchange(header, blob)[0]
+
+    def _exchange(self, header: dict[str, Any], blob: bytes = b"") -> tuple[dict[str, Any], bytes]:
         with self._lock:
             try:
                 wire.send_frame(self._sock, header, blob)
-                reply, _ = wire.recv_frame(self._sock)
+                return wire.recv_frame(self._sock)
             except OSError as exc:
                 msg = f"lost the connection to the job master at {self.address}: {exc}"
                 raise MasterUnreachable(msg) from exc
-        return reply
+
+    def entry_value(self) -> bytes:
+        """The job's entry function, pickled, when it travels by value."""
+        return self._exchange({"op": "entry"})[1]
 
     def _checked(self, header: dict[str, Any], blob: bytes = b"") -> dict[str, Any]:
         reply = self.request(header, blob)

@@ -11,6 +11,7 @@ import contextlib
 import json
 import logging
 import os
+import select
 import socket
 import threading
 import time
@@ -28,12 +29,14 @@ __all__ = ["JobMaster"]
 log = logging.getLogger(__name__)
 
 _TICK = 0.25
+_LOG_BATCH = 1000  # most log frames of one worker written as one event
 
 
 class JobMaster:
     """Registration, discovery, barriers, heartbeats and the event log of one job.
 
-    ``spec`` is what every worker receives when it registers (config, entry, args...).
+    ``spec`` is what every worker receives when it registers (config, entry, args...);
+    ``entry_value`` the pickled entry function of a by-value entry (``{"op": "entry"}``).
     """
 
     def __init__(
@@ -49,10 +52,12 @@ class JobMaster:
         failure_timeout: float = 10.0,
         join_timeout: float = 60.0,
         metrics_interval: float | None = None,
+        entry_value: bytes = b"",
     ) -> None:
         self.job_id = job_id
         self.secret = secret
         self.spec = spec
+        self.entry_value = entry_value
         self.join_timeout = join_timeout
         if metrics_interval is None:  # the job's own config, else the schema's default
             metrics_interval = float(spec.get("config", {}).get("dashboard.metrics_interval", 5.0))
@@ -206,6 +211,12 @@ class JobMaster:
                 if op == "spec":
                     wire.send_frame(conn, {"ok": True, "spec": self.spec})
                     continue
+                if op == "logs":
+                    self._log_stream(conn, int(header["worker_id"]))
+                    return
+                if op == "entry":
+                    wire.send_frame(conn, {"ok": True}, self.entry_value)
+                    continue
                 reply, wid, ended = self._handle(header, blob, wid)
                 reported = reported or ended
                 wire.send_frame(conn, reply)
@@ -227,6 +238,27 @@ class JobMaster:
                 self.record.heartbeat(
                     wid, time.monotonic(), int(header.get("rss", 0)), float(header.get("cpu", 0.0))
                 )
+
+    def _log_stream(self, conn: socket.socket, wid: int) -> None:
+        """A worker's log lines, one frame per line as it logs them: the frames that have
+        arrived together become one ``log`` event; a frame with ``sync`` is answered once
+        everything before it is in the event log."""
+        while True:
+            frames = [wire.recv_frame(conn)[0]]
+            try:
+                while (
+                    not frames[-1].get("sync")
+                    and len(frames) < _LOG_BATCH
+                    and select.select([conn], [], [], 0)[0]
+                ):
+                    frames.append(wire.recv_frame(conn)[0])
+            finally:  # a worker that died mid-batch: what did arrive is still written
+                lines = [line for f in frames for line in f.get("lines", ())]
+                dropped = sum(int(f.get("dropped", 0)) for f in frames)
+                if lines or dropped:
+                    self.log_event("log", worker_id=wid, lines=lines, dropped=dropped)
+            if frames[-1].get("sync"):
+                wire.send_frame(conn, {"ok": True})
 
     def _handle(
         self, header: dict[str, Any], blob: bytes, wid: int | None

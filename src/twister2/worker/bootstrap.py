@@ -8,6 +8,7 @@ job's secret in the environment (``TWISTER2_JOB_ID``, ``TWISTER2_MASTER_ADDRESS`
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import importlib.util
 import logging
@@ -15,16 +16,19 @@ import os
 import socket
 import sys
 import threading
+import time
 import traceback
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from twister2 import wire
 from twister2.config import Config
 from twister2.job import Entry
 from twister2.master.client import MasterClient, MasterError, MasterUnreachable, parse_address
 from twister2.master.record import END_BARRIER
 from twister2.net.channel import Channel, create_endpoint
+from twister2.shipping import loads_entry
 from twister2.worker.env import WorkerEnv, WorkerInfo
 
 __all__ = ["load_entry", "main"]
@@ -49,10 +53,12 @@ def requested_id() -> int | None:
 
 
 def load_entry(entry: Entry, sys_path: list[str]) -> Callable[..., Any]:
-    """Import the entry function the way the submitting process found it."""
+    """Import the entry function the way the submitting process found it (or unpickle it)."""
     for path in reversed(sys_path):
         if path not in sys.path:
             sys.path.insert(0, path)
+    if entry.value is not None:
+        return loads_entry(entry.value)
     if entry.script:
         script = Path(entry.script)
         sys.path.insert(0, str(script.parent))
@@ -106,67 +112,74 @@ def _logger(job_id: str, wid: int, level: str) -> logging.LoggerAdapter[logging.
 class _LogShipper(logging.Handler):
     """Ships the worker's log records (INFO and up) to its job master as ``log`` events.
 
-    Lines go in one batch a second, at most ``rate`` of them: a chatty worker cannot flood the
-    master; the lines past that are counted in the next batch's ``dropped``. ``close`` sends
-    what is left (call it before reporting the worker's end).
+    Each line is written, as it is logged, to a connection of its own to the job master (no
+    buffering in the worker, so the lines of a worker killed a moment later are already on their
+    way); the master writes the lines that arrive together as one event. At most ``rate`` lines a
+    second go: a chatty worker cannot flood the master, and the lines past that are counted in
+    the next line's ``dropped``. ``close`` sends the last count and waits until the master has
+    written everything (call it before reporting the worker's end).
     """
 
     MAX_MESSAGE = 4000
+    SEND_TIMEOUT = 10.0
 
-    def __init__(self, master: MasterClient, rate: int, interval: float = 1.0) -> None:
+    def __init__(self, master: MasterClient, rate: int) -> None:
         super().__init__(logging.INFO)
         self.setFormatter(logging.Formatter("%(message)s"))
-        self._master = master
+        self._sock = wire.connect(master.address, master.secret)
+        self._sock.settimeout(self.SEND_TIMEOUT)
+        wire.send_frame(self._sock, {"op": "logs", "worker_id": master.worker_id})
         self._rate = rate
-        self._interval = interval
-        self._pending: list[dict[str, Any]] = []
+        self._window = time.monotonic()
+        self._sent = 0
         self._dropped = 0
+        self._broken = False
         self._guard = threading.Lock()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="twister2-log-shipper", daemon=True)
-        self._thread.start()
+        self._busy = threading.local()  # a line logged while shipping one is not shipped
 
     def emit(self, record: logging.LogRecord) -> None:
-        if threading.current_thread() is self._thread:
+        if getattr(self._busy, "active", False):
             return
+        self._busy.active = True
         try:
-            message = self.format(record)[: self.MAX_MESSAGE]
+            line = {
+                "time": record.created,
+                "level": record.levelname,
+                "logger": record.name,
+                "message": self.format(record)[: self.MAX_MESSAGE],
+            }
+            with self._guard:
+                now = time.monotonic()
+                if now - self._window >= 1.0:
+                    self._window, self._sent = now, 0
+                if self._sent >= self._rate:
+                    self._dropped += 1
+                    return
+                self._sent += 1
+                dropped, self._dropped = self._dropped, 0
+                self._write({"lines": [line], "dropped": dropped})
         except Exception:
             self.handleError(record)
-            return
-        line = {
-            "time": record.created,
-            "level": record.levelname,
-            "logger": record.name,
-            "message": message,
-        }
-        with self._guard:
-            if len(self._pending) < self._rate:
-                self._pending.append(line)
-            else:
-                self._dropped += 1
+        finally:
+            self._busy.active = False
 
-    def _run(self) -> None:
-        while not self._stop.wait(self._interval):
-            self._send()
-
-    def _send(self) -> None:
-        with self._guard:
-            lines, self._pending = self._pending, []
-            dropped, self._dropped = self._dropped, 0
-        if not lines and not dropped:
+    def _write(self, frame: dict[str, Any]) -> None:
+        if self._broken:
             return
         try:
-            self._master.event("log", lines=lines, dropped=dropped)
-        except MasterError:
-            self._stop.set()
+            wire.send_frame(self._sock, frame)
+        except OSError:
+            self._broken = True  # the master is gone or stuck: the job ends without the lines
 
     def close(self) -> None:
         logging.getLogger().removeHandler(self)
-        if not self._stop.is_set():
-            self._stop.set()
-            self._thread.join(timeout=5.0)
-            self._send()
+        with self._guard:
+            self._write({"lines": [], "dropped": self._dropped, "sync": True})
+            if not self._broken:
+                with contextlib.suppress(OSError):
+                    wire.recv_frame(self._sock)
+            self._broken = True
+            self._sock.close()
         super().close()
 
 
@@ -221,7 +234,8 @@ def main() -> int:
         scratch = Path(spec["scratch_root"]) / f"worker-{wid}"
         scratch.mkdir(parents=True, exist_ok=True)
         sys.argv = [spec["entry"].get("script") or spec["entry"]["function"], *spec["args"]]
-        func = load_entry(Entry.from_dict(spec["entry"]), list(spec["sys_path"]))
+        value = master.entry_value() if spec["entry"].get("by_value") else None
+        func = load_entry(Entry.from_dict(spec["entry"], value), list(spec["sys_path"]))
         env = WorkerEnv(
             job_id=job_id,
             worker_id=wid,
