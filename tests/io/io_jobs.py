@@ -5,12 +5,15 @@ Each takes ``env.args``: the output URL, the format, and for the failing jobs ho
 
 from __future__ import annotations
 
+import itertools
 import os
 import signal
+import time
+from collections.abc import Callable
 from typing import Any
 
 from twister2 import WorkerEnv
-from twister2.io import Sink, assign_splits, plan_splits, read_split
+from twister2.io import FileSystem, Sink, assign_splits, plan_splits, read_split
 
 ROWS = 100
 
@@ -61,3 +64,34 @@ def read_share(env: WorkerEnv) -> list[str]:
     splits = plan_splits(env.args[0], env.num_workers, config=env.config)
     mine = assign_splits(splits, env.num_workers)[env.worker_id]
     return [line for split in mine for line in read_split(split, env.config)]
+
+
+def _die_at_change(fs: FileSystem, k: int, sig: signal.Signals) -> None:
+    """Make this process send itself ``sig`` just before its ``k``-th (from 0) change of
+    ``fs`` (a rename or a delete): the fault-injection hook of the commit tests. The change
+    itself is real; only the moment of the kill is chosen."""
+    count = itertools.count()
+
+    def deadly(method: Callable[..., None]) -> Callable[..., None]:
+        def call(*args: Any) -> None:
+            if next(count) == k:
+                os.kill(os.getpid(), sig)
+                time.sleep(60)  # the signal ends the process; this is never reached
+            method(*args)
+
+        return call
+
+    fs.move = deadly(fs.move)  # type: ignore[method-assign]
+    fs.delete = deadly(fs.delete)  # type: ignore[method-assign]
+
+
+def commit_killed(env: WorkerEnv) -> str:
+    """Every worker writes its part; worker 0, the committer, is killed by ``env.args[3]``
+    (a signal name) before its ``env.args[4]``-th file system change of the commit."""
+    out, fmt, mode, signame, k = env.args
+    sink = Sink.for_job(env, out, fmt, overwrite=mode == "overwrite")
+    _write_part(env, sink)
+    if env.worker_id == 0:
+        _die_at_change(sink.fs, int(k), getattr(signal, signame))
+    sink.commit_job(env)
+    return sink.url
