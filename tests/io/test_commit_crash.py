@@ -78,7 +78,7 @@ def test_a_commit_killed_at_any_step_never_exposes_or_loses_output(
     mode = "overwrite" if overwrite else "new"
     with pytest.raises(JobFailedError, match=f"worker 0 .*{signame}") as failed:
         twister2.run(
-            io_jobs.commit_killed, workers=workers, args=[str(out), "text", mode, signame, k]
+            io_jobs.commit_killed, workers=workers, args=[str(out), "text", mode, signame, str(k)]
         )
     job_id = failed.value.job_id
 
@@ -123,7 +123,7 @@ def test_a_commit_killed_at_any_step_never_exposes_or_loses_output(
 def test_the_next_job_recovers_an_interrupted_overwrite(tmp_path: Path, workers: int) -> None:
     out = tmp_path / "out"
     old = old_output(out)
-    args = [str(out), "text", "overwrite", "SIGKILL", 1 + OLD_WORKERS + 1]  # a new part placed
+    args = [str(out), "text", "overwrite", "SIGKILL", str(1 + OLD_WORKERS + 1)]  # a part placed
     with pytest.raises(JobFailedError, match="SIGKILL"):
         twister2.run(io_jobs.commit_killed, workers=workers, args=args)
     assert (out / "_COMMITTING").exists()
@@ -198,9 +198,9 @@ def test_a_commit_running_now_is_named_and_not_recovered(tmp_path: Path) -> None
     out = tmp_path / "out"
     committed(out)
     write_journal(out, Journal.for_this_process("job-c", ["part-00000.txt"]))
-    for reader in (lambda: read_all(out), lambda: read_all(out / "*.txt")):
+    for target in (out, out / "*.txt"):  # the directory, and a glob of its parts
         with pytest.raises(IncompleteOutputError, match=f"job job-c .pid {os.getpid()} on"):
-            reader()
+            read_all(target)
     with pytest.raises(CommitError, match="is still running"):
         recover_output(str(out))
     with pytest.raises(CommitError, match="is still running"):
