@@ -46,6 +46,18 @@ def test_a_full_disk_costs_the_events_with_one_warning(
     assert list(read_events(tmp_path / "job-1")) == []  # /dev/full is not read forever
 
 
+def test_an_event_log_that_cannot_be_opened_is_one_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="twister2.master.events")
+    (tmp_path / "job-3" / EVENTS_FILE).mkdir(parents=True)  # a directory: open() fails
+    log = EventLog(tmp_path / "job-3")
+    log.append("job", state="STARTING")
+    log.close()
+    assert log.lost is not None and "directory" in log.lost
+    assert len([r for r in caplog.records if WARNING in r.getMessage()]) == 1
+
+
 def test_a_healthy_log_loses_nothing(tmp_path: Path) -> None:
     log = EventLog(tmp_path / "job-2")
     log.append("job", state="STARTING")
