@@ -237,15 +237,16 @@ class FileSystem(ABC):
         """
         return
 
-    def write_atomic(self, path: str, data: bytes) -> None:
+    def write_atomic(self, path: str, data: bytes, *, staging: str | None = None) -> None:
         """Write ``data`` to ``path`` so that readers see all of it or nothing, durably.
 
-        This writes a hidden sibling, syncs it, renames it over ``path`` (renames are atomic
-        on local, NFS and HDFS file systems) and syncs the directory; object stores override
-        it with one upload.
+        This writes a hidden file in ``staging`` (default: beside ``path``; it must be on the
+        same file system), syncs it, renames it over ``path`` (renames are atomic on local,
+        NFS and HDFS file systems) and syncs the directory; object stores override it with one
+        upload. A process killed meanwhile leaves the hidden file in ``staging``.
         """
         head, _, name = path.rpartition("/")
-        temporary = f"{head}/.{name}.{uuid.uuid4().hex}.tmp"
+        temporary = f"{staging or head}/.{name}.{uuid.uuid4().hex}.tmp"
         try:
             with self.open_output(temporary) as out:
                 out.write(data)

@@ -182,7 +182,7 @@ class Sink:
         if state != "absent" and not self.overwrite:
             raise OutputExistsError(self.url, complete=state == "complete")
         journal = Journal.for_this_process(self.job_id, expected)
-        fs.write_atomic(fs.join(self.path, COMMITTING), journal.to_bytes())
+        fs.write_atomic(fs.join(self.path, COMMITTING), journal.to_bytes(), staging=self.temporary)
         if state != "absent":
             self._set_old_output_aside()
         for name in expected:
@@ -195,7 +195,8 @@ class Sink:
             "sizes": {name: fs.info(fs.join(self.path, name)).size for name in expected},
             "committed_at": time.time(),
         }
-        fs.write_atomic(fs.join(self.path, SUCCESS), json.dumps(marker).encode() + b"\n")
+        marker_bytes = json.dumps(marker).encode() + b"\n"
+        fs.write_atomic(fs.join(self.path, SUCCESS), marker_bytes, staging=self.temporary)
         fs.delete(fs.join(self.path, COMMITTING))
         fs.sync(self.path)
         fs.delete(fs.join(self.path, TEMPORARY))
