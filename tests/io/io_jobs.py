@@ -95,3 +95,21 @@ def commit_killed(env: WorkerEnv) -> str:
         _die_at_change(sink.fs, int(k), getattr(signal, signame))
     sink.commit_job(env)
     return sink.url
+
+
+def commit_slowly(env: WorkerEnv) -> str:
+    """As :func:`write_and_commit` (with overwrite), but each rename of worker 0's commit
+    waits ``env.args[2]`` seconds first: a slowed commit for readers and killers to race."""
+    out, fmt, delay = env.args[0], env.args[1], float(env.args[2])
+    sink = Sink.for_job(env, out, fmt, overwrite=True)
+    _write_part(env, sink)
+    if env.worker_id == 0:
+        real_move = sink.fs.move
+
+        def slow_move(src: str, dst: str) -> None:
+            time.sleep(delay)
+            real_move(src, dst)
+
+        sink.fs.move = slow_move  # type: ignore[method-assign]
+    sink.commit_job(env)
+    return sink.url

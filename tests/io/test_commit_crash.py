@@ -13,8 +13,13 @@ import dataclasses
 import json
 import os
 import socket
+import subprocess
+import sys
+import threading
+import time
 from pathlib import Path
 
+import psutil
 import pytest
 
 import twister2
@@ -247,3 +252,87 @@ def test_local_sync_flushes_files_and_directories(tmp_path: Path) -> None:
     assert [p.name for p in tmp_path.iterdir()] == ["a.txt"]  # no temporary left
     with pytest.raises(FileNotFoundError, match="missing"):
         fs.sync(str(tmp_path / "missing"))
+
+
+# ---------------------------------------------------------- readers racing a slowed commit
+
+
+def outcome(out: Path) -> str:
+    """What a reader gets now: 'old', 'new', 'incomplete', or the unexpected records."""
+    try:
+        seen = read_all(out)
+    except IncompleteOutputError:
+        return "incomplete"
+    if seen == expected("text", OLD_WORKERS):
+        return "old"
+    if seen == expected("text", 2):
+        return "new"
+    return f"PARTIAL {len(seen)} records: {seen[:3]}"
+
+
+def test_a_reader_racing_a_commit_sees_old_new_or_an_error(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    old_output(out)
+    result: list[object] = []
+    job = threading.Thread(
+        target=lambda: result.append(
+            twister2.run(io_jobs.commit_slowly, workers=2, args=[str(out), "text", "0.3"])
+        )
+    )
+    job.start()
+    seen = []
+    while job.is_alive():
+        seen.append(outcome(out))
+        time.sleep(0.01)
+    job.join()
+    seen.append(outcome(out))
+    assert result, "the job failed"
+    assert set(seen) <= {"old", "new", "incomplete"}, sorted(set(seen))
+    assert "incomplete" in seen  # the reader saw the commit under way (it takes >= 2.4 s)
+    assert seen[-1] == "new"
+    first_new = seen.index("new")
+    assert set(seen[first_new:]) == {"new"}  # never back to the old output
+
+
+SUBMITTER = """
+import sys
+import twister2
+from tests.io import io_jobs
+twister2.run(io_jobs.commit_slowly, workers=int(sys.argv[2]), args=[sys.argv[1], "text", "0.5"])
+"""
+
+
+@pytest.mark.parametrize("workers", [2, 3])
+def test_killing_the_submitter_during_a_commit_never_exposes_part_of_an_output(
+    tmp_path: Path, workers: int
+) -> None:
+    out = tmp_path / "out"
+    old = old_output(out)
+    root = Path(__file__).resolve().parents[2]
+    submitter = subprocess.Popen(
+        [sys.executable, "-c", SUBMITTER, str(out), str(workers)],
+        cwd=root,
+        env={**os.environ, "PYTHONPATH": str(root)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 60
+    while not (out / "_COMMITTING").exists():
+        assert time.monotonic() < deadline and submitter.poll() is None, "no commit began"
+        time.sleep(0.01)
+    workers_of_job = psutil.Process(submitter.pid).children(recursive=True)
+    submitter.kill()
+    submitter.wait(10)
+    seen = [outcome(out)]
+    try:
+        _, alive = psutil.wait_procs(workers_of_job, timeout=30)
+        for proc in alive:  # the workers outlived their submitter: seen to in another issue
+            proc.kill()
+    finally:
+        psutil.wait_procs(workers_of_job, timeout=10)
+    seen.append(outcome(out))
+    assert set(seen) <= {"old", "new", "incomplete"}, seen
+    recover_output(str(out))
+    assert outcome(out) in ("old", "new")
+    if outcome(out) == "old":
+        assert read_all(out) == old
