@@ -31,6 +31,7 @@ from typing import Any
 __all__ = [
     "AuthenticationError",
     "ConnectionClosed",
+    "MessageTooLargeError",
     "client_handshake",
     "connect",
     "new_secret",
@@ -57,6 +58,19 @@ class AuthenticationError(ConnectionError):
 
 class ConnectionClosed(ConnectionError):
     """The peer closed the connection."""
+
+
+class MessageTooLargeError(ValueError):
+    """A message's JSON header is over the limit a receiver accepts; nothing was sent."""
+
+    def __init__(self, size: int, limit: int = _MAX_HEADER, message: str = "") -> None:
+        self.size = size
+        self.limit = limit
+        super().__init__(
+            message
+            or f"a message of {size / 2**20:.1f} MiB as JSON is over the {limit // 2**20} MiB "
+            "limit of one message on a twister2 connection"
+        )
 
 
 def new_secret() -> bytes:
@@ -161,6 +175,8 @@ def connect(address: tuple[str, int], secret: bytes, timeout: float = 10.0) -> s
 def send_frame(sock: socket.socket, header: dict[str, Any], blob: bytes = b"") -> None:
     """Send a JSON header and an optional binary blob as one frame."""
     data = json.dumps(header, separators=(",", ":")).encode()
+    if len(data) > _MAX_HEADER:  # the receiver would drop the connection: refuse it here
+        raise MessageTooLargeError(len(data))
     sock.sendall(_FRAME.pack(len(data), len(blob)) + data + blob)
 
 

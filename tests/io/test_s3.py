@@ -14,12 +14,14 @@ import twister2
 from tests.io import io_jobs
 from tests.io.conftest import s3_config
 from twister2.io import (
+    IncompleteOutputError,
     SchemaMismatchError,
     Sink,
     get_filesystem,
     plan_splits,
     read_batches,
     read_split,
+    recover_output,
 )
 
 
@@ -84,3 +86,48 @@ def test_a_job_commits_to_s3(moto_server: str, bucket: str) -> None:
     fs, path = get_filesystem(out, cfg)
     assert fs.exists(f"{path}/_SUCCESS")
     assert not fs.exists(f"{path}/_temporary")
+
+
+class CommitStopped(Exception):
+    """Stands in for a kill of the committer (a simulated crash, named as such): the commit to
+    S3 is stopped by an exception from its k-th rename, which the commit does not clean up,
+    so it leaves what a kill at that moment would."""
+
+
+@pytest.mark.parametrize("k", [0, 1, 2, 3])  # renames: old _SUCCESS, old part, 2 new parts
+def test_an_interrupted_overwrite_on_s3_is_refused_then_rolled_back(
+    moto_server: str, bucket: str, k: int
+) -> None:
+    cfg = s3_config(moto_server)
+    out = f"s3://{bucket}/over/{k}"
+    old = Sink(out, "text", job_id="old-job", config=cfg)
+    with old.open(0) as writer:
+        writer.write("old line")
+    old.commit(1)
+    new = Sink(out, "text", job_id="new-job", overwrite=True, config=cfg)
+    for part in range(2):
+        with new.open(part) as writer:
+            writer.write(f"new line {part}")
+    count = iter(range(100))
+    real_move = new.fs.move
+
+    def move(src: str, dst: str) -> None:
+        if next(count) == k:
+            raise CommitStopped(f"commit stopped before change {k}")
+        real_move(src, dst)
+
+    new.fs.move = move  # type: ignore[method-assign]
+    try:
+        with pytest.raises(CommitStopped):
+            new.commit(2)
+    finally:
+        del new.fs.move  # the cached file system's own method again
+    with pytest.raises(IncompleteOutputError, match=r"job new-job \(pid"):
+        plan_splits(out, 1, config=cfg)
+    assert recover_output(out, cfg, force=True) == "rolled back"  # its process is this one
+    assert [x for s in plan_splits(out, 1, config=cfg) for x in read_split(s, cfg)] == ["old line"]
+    assert new.commit(2)  # the parts waited under _temporary: the commit can run again
+    assert [x for s in plan_splits(out, 1, config=cfg) for x in read_split(s, cfg)] == [
+        "new line 0",
+        "new line 1",
+    ]

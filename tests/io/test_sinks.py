@@ -13,6 +13,7 @@ from tests.io import io_jobs
 from twister2 import JobFailedError
 from twister2.io import (
     CommitError,
+    IncompleteOutputError,
     OutputExistsError,
     Sink,
     plan_splits,
@@ -155,6 +156,7 @@ def test_a_second_job_on_a_committed_output_fails_and_changes_nothing(tmp_path: 
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
 
 
+@pytest.mark.parametrize("workers", [2, 3])
 @pytest.mark.parametrize(
     ("how", "message"),
     [
@@ -164,19 +166,21 @@ def test_a_second_job_on_a_committed_output_fails_and_changes_nothing(tmp_path: 
     ],
 )
 def test_a_job_that_fails_before_the_commit_leaves_nothing_that_looks_complete(
-    tmp_path: Path, how: str, message: str
+    tmp_path: Path, how: str, message: str, workers: int
 ) -> None:
     out = tmp_path / "out"
-    with pytest.raises(JobFailedError, match=message):
-        twister2.run(io_jobs.fail_before_commit, workers=2, args=[str(out), "text", how])
+    with pytest.raises(JobFailedError, match=message) as failed:
+        twister2.run(io_jobs.fail_before_commit, workers=workers, args=[str(out), "text", how])
     assert looks_final(out) == []
     leftovers = sorted(p.name for p in out.rglob("*") if p.is_file())
     assert leftovers  # the parts were written, under temporary names
     assert all(p.name != "_SUCCESS" for p in out.rglob("*"))
     if how == "sigkill-mid-write":
         assert any(name.endswith(".inprogress") for name in leftovers)
-    with pytest.raises(FileNotFoundError, match="without data files"):  # readers see no data
-        plan_splits(str(out), 1)
+    with pytest.raises(IncompleteOutputError, match="holds no _SUCCESS") as refused:
+        plan_splits(str(out), 1)  # readers get a clear error naming the job, and no data
+    assert refused.value.job_id == failed.value.job_id
+    assert f"job {failed.value.job_id} did not commit it" in str(refused.value)
     if how == "sigkill":  # what the failed job left does not stop a new one
         twister2.run(io_jobs.write_and_commit, workers=2, args=[str(out), "text"])
         assert names(out) == ["_SUCCESS", "part-00000.txt", "part-00001.txt"]

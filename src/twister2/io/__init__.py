@@ -5,7 +5,8 @@
 * :func:`plan_splits` cuts files, directories or globs into :class:`Split` objects for N
   readers; :func:`read_split` and :func:`read_batches` read one as records or batches.
 * :class:`Sink` writes ``part-NNNNN`` files under temporary names and commits them with a
-  ``_SUCCESS`` marker.
+  ``_SUCCESS`` marker; readers refuse an output whose commit did not finish
+  (:class:`IncompleteOutputError`), and :func:`recover_output` puts the previous one back.
 
 Example
 -------
@@ -23,7 +24,9 @@ Example
 
 from twister2.io.errors import (
     CommitError,
+    IncompleteOutputError,
     MalformedRecordError,
+    NotARegularFileError,
     OutputExistsError,
     SchemaMismatchError,
     StorageUnavailableError,
@@ -48,6 +51,7 @@ from twister2.io.formats import (
     get_format,
 )
 from twister2.io.inputs import list_inputs, plan_splits, read_batches, read_split
+from twister2.io.outputs import recover_output
 from twister2.io.sinks import JobEnv, PartWriter, Sink
 from twister2.io.splits import ReadStats, Split, assign_splits
 from twister2.io.storage import persistent_root, resolve_storage_url, storage_url, volatile_root
@@ -60,9 +64,11 @@ __all__ = [
     "FileInfo",
     "FileSystem",
     "Format",
+    "IncompleteOutputError",
     "JobEnv",
     "LocalFileSystem",
     "MalformedRecordError",
+    "NotARegularFileError",
     "NumpyFormat",
     "OutputExistsError",
     "ParquetFormat",
@@ -83,6 +89,7 @@ __all__ = [
     "plan_splits",
     "read_batches",
     "read_split",
+    "recover_output",
     "register_filesystem",
     "resolve_storage_url",
     "storage_url",

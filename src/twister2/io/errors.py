@@ -17,7 +17,9 @@ from __future__ import annotations
 
 __all__ = [
     "CommitError",
+    "IncompleteOutputError",
     "MalformedRecordError",
+    "NotARegularFileError",
     "OutputExistsError",
     "SchemaMismatchError",
     "StorageUnavailableError",
@@ -74,9 +76,34 @@ class OutputExistsError(FileExistsError):
         )
 
 
+class IncompleteOutputError(OSError):
+    """A sink's output is not complete: its commit is running or was interrupted, or a part is
+    missing. Nothing of it was read."""
+
+    def __init__(self, url: str, job_id: str, detail: str, *, hint: str = "") -> None:
+        self.url = url
+        self.job_id = job_id
+        """The job that wrote (or was writing) the output ('' if unknown)."""
+        hint = hint or "rerun the job that writes it"
+        super().__init__(f"output {url} is incomplete: {detail}; nothing was read ({hint})")
+
+
 class CommitError(RuntimeError):
     """A sink cannot commit: parts are missing or extra; nothing was committed."""
 
     def __init__(self, url: str, detail: str) -> None:
         self.url = url
         super().__init__(f"cannot commit output {url}: {detail}; nothing was committed")
+
+
+class NotARegularFileError(OSError):
+    """An input is a FIFO, a device or a socket: it has no size to plan splits by, and reading
+    it might never end (``/dev/zero``), so it is refused."""
+
+    def __init__(self, url: str, kind: str) -> None:
+        self.url = url
+        self.kind = kind
+        super().__init__(
+            f"input {url} is {kind}, not a regular file: twister2.io reads regular files "
+            "only, whose size it knows (write the data to a file and read that)"
+        )

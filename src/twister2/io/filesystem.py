@@ -33,6 +33,7 @@ import functools
 import importlib
 import os
 import socket
+import stat
 import threading
 import uuid
 from abc import ABC, abstractmethod
@@ -48,6 +49,7 @@ import pyarrow.fs as pafs
 from twister2.config import Config
 from twister2.io import storage
 from twister2.io._settings import ConfigLike, resolved
+from twister2.io.errors import NotARegularFileError
 
 __all__ = [
     "BlockLocation",
@@ -162,8 +164,7 @@ class FileSystem(ABC):
             found = self.arrow.get_file_info(path)
         if found.type == pafs.FileType.NotFound:
             raise self.not_found(path)
-        is_dir = found.type == pafs.FileType.Directory
-        return FileInfo(self.url(path), path, 0 if is_dir else int(found.size), is_dir)
+        return self._file_info(found)
 
     def exists(self, path: str) -> bool:
         """Whether ``path`` exists (a file or a directory)."""
@@ -174,16 +175,20 @@ class FileSystem(ABC):
         """Every file and directory under ``path``, sorted by path."""
         with self.translate_errors(path, "list"):
             found = self.arrow.get_file_info(pafs.FileSelector(path, recursive=recursive))
-        infos = [
-            FileInfo(
-                self.url(item.path),
-                item.path,
-                0 if item.type == pafs.FileType.Directory else int(item.size),
-                item.type == pafs.FileType.Directory,
-            )
-            for item in found
-        ]
+        infos = [self._file_info(item) for item in found]
         return sorted(infos, key=lambda info: info.path)
+
+    def _file_info(self, found: pafs.FileInfo) -> FileInfo:
+        """A :class:`FileInfo` of a file or directory; a FIFO, device or socket is refused."""
+        if found.type == pafs.FileType.Directory:
+            return FileInfo(self.url(found.path), found.path, 0, True)
+        if found.type != pafs.FileType.File or found.size is None:
+            raise NotARegularFileError(self.url(found.path), self.special_kind(found.path))
+        return FileInfo(self.url(found.path), found.path, int(found.size), False)
+
+    def special_kind(self, path: str) -> str:
+        """What ``path`` is when it is neither a file nor a directory (for error messages)."""
+        return "not a file or directory"
 
     def hosts(self, path: str, start: int, length: int, size: int) -> tuple[str, ...]:
         """The hosts that hold the most of bytes ``[start, start + length)`` of ``path``."""
@@ -223,18 +228,31 @@ class FileSystem(ABC):
             elif found.type != pafs.FileType.NotFound:
                 self.arrow.delete_file(path)
 
-    def write_atomic(self, path: str, data: bytes) -> None:
-        """Write ``data`` to ``path`` so that readers see all of it or nothing.
+    def sync(self, path: str) -> None:
+        """Make the file or directory ``path`` durable: what was written to it, or renamed in
+        or out of it, survives a crash of the machine.
 
-        This writes a hidden sibling and renames it over ``path`` (renames are atomic on
-        local, NFS and HDFS file systems); object stores override it with one upload.
+        Nothing to do here: object stores and HDFS make a file durable when it is closed.
+        The local file system fsyncs.
+        """
+        return
+
+    def write_atomic(self, path: str, data: bytes, *, staging: str | None = None) -> None:
+        """Write ``data`` to ``path`` so that readers see all of it or nothing, durably.
+
+        This writes a hidden file in ``staging`` (default: beside ``path``; it must be on the
+        same file system), syncs it, renames it over ``path`` (renames are atomic on local,
+        NFS and HDFS file systems) and syncs the directory; object stores override it with one
+        upload. A process killed meanwhile leaves the hidden file in ``staging``.
         """
         head, _, name = path.rpartition("/")
-        temporary = f"{head}/.{name}.{uuid.uuid4().hex}.tmp"
+        temporary = f"{staging or head}/.{name}.{uuid.uuid4().hex}.tmp"
         try:
             with self.open_output(temporary) as out:
                 out.write(data)
+            self.sync(temporary)
             self.move(temporary, path)
+            self.sync(head or "/")
         except BaseException:
             with contextlib.suppress(OSError):
                 self.delete(temporary)
@@ -296,6 +314,27 @@ class LocalFileSystem(FileSystem):
         root = storage.persistent_root(config)
         shared = (root,) if bool(config["storage.persistent_shared"]) and "://" not in root else ()
         return _cached(cls, shared), os.path.abspath(os.path.expanduser(path))
+
+    def sync(self, path: str) -> None:
+        with self.translate_errors(path, "sync"):
+            fd = os.open(path, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+
+    def special_kind(self, path: str) -> str:
+        try:
+            mode = os.stat(path).st_mode
+        except OSError:
+            return "not a file or directory"
+        kinds = [
+            (stat.S_ISFIFO, "a FIFO (named pipe)"),
+            (stat.S_ISCHR, "a character device"),
+            (stat.S_ISBLK, "a block device"),
+            (stat.S_ISSOCK, "a socket"),
+        ]
+        return next((name for test, name in kinds if test(mode)), "not a file or directory")
 
     def block_locations(self, path: str, size: int) -> list[BlockLocation]:
         if self.is_shared(path):

@@ -31,6 +31,7 @@ import fnmatch
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+from twister2.io import outputs
 from twister2.io._settings import ConfigLike, resolved
 from twister2.io.filesystem import FileInfo, FileSystem, get_filesystem
 from twister2.io.formats.base import Format
@@ -67,13 +68,20 @@ def _expand(fs: FileSystem, path: str) -> list[FileInfo]:
     if first is None:
         info = fs.info(path)
         if not info.is_dir:
+            _check_no_commit(fs, [info])
             return [info]
         base = path.rstrip("/")
-        found = [
-            f
-            for f in fs.list_dir(base, recursive=True)
-            if not f.is_dir and not any(_hidden(p) for p in f.path[len(base) :].split("/"))
-        ]
+        entries = fs.list_dir(base, recursive=True)
+        committed = outputs.committed_files(fs, base, entries)
+        found = (
+            committed
+            if committed is not None
+            else [
+                f
+                for f in entries
+                if not f.is_dir and not any(_hidden(p) for p in f.path[len(base) :].split("/"))
+            ]
+        )
         if not found:
             msg = (
                 f"{fs.url(path)} is a directory without data files "
@@ -93,7 +101,14 @@ def _expand(fs: FileSystem, path: str) -> list[FileInfo]:
     ]
     if not found:
         raise FileNotFoundError(f"no files match {fs.url(path)} (check the pattern)")
+    _check_no_commit(fs, found)
     return found
+
+
+def _check_no_commit(fs: FileSystem, files: Sequence[FileInfo]) -> None:
+    """Refuse files of a sink's output whose commit is running or was interrupted."""
+    for folder in sorted({f.path.rstrip("/").rpartition("/")[0] for f in files}):
+        outputs.check_no_commit(fs, folder or "/")
 
 
 def list_inputs(

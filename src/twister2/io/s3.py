@@ -82,7 +82,7 @@ class S3FileSystem(FileSystem):
     def block_locations(self, path: str, size: int) -> list[BlockLocation]:
         return []
 
-    def write_atomic(self, path: str, data: bytes) -> None:
+    def write_atomic(self, path: str, data: bytes, *, staging: str | None = None) -> None:
         # An object appears whole when its upload completes: one upload is atomic.
         with self.open_output(path) as out:
             out.write(data)

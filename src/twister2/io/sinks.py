@@ -4,13 +4,18 @@ The protocol (Hadoop's ``FileOutputCommitter``, and Twister2's)::
 
     <output>/_temporary/<job id>/part-00003.csv.inprogress   while task 3 writes
     <output>/_temporary/<job id>/part-00003.csv              when task 3 closed its writer
-    <output>/part-00003.csv, ..., then <output>/_SUCCESS     when the job commits
+    <output>/_COMMITTING                                     while the job commits
+    <output>/part-00003.csv, ..., then <output>/_SUCCESS     when the job has committed
 
-Each task writes its part through :meth:`Sink.open`; once every task has closed its writer, one
-process (worker 0 after a barrier, or the driver) runs :meth:`Sink.commit`, which checks that
-every part is there, moves them into place and writes ``_SUCCESS`` last, atomically. A job that
-fails or is killed before that leaves only ``_temporary``, which readers skip: nothing that
-looks complete. An output that already exists is an error unless ``overwrite=True``.
+Each task writes its part through :meth:`Sink.open` (the part is fsynced before it takes its
+done name); once every task has closed its writer, one process (worker 0 after a barrier, or
+the driver) runs :meth:`Sink.commit`: it checks that every part is there, writes the journal
+``_COMMITTING``, sets an old output aside (overwrite), moves the parts into place, writes
+``_SUCCESS`` (with each part's size) atomically and durably, and removes the journal. A job
+killed before or during that leaves ``_temporary`` or the journal, which readers refuse with
+:class:`~twister2.io.IncompleteOutputError` (see :mod:`twister2.io.outputs`): nothing that
+looks complete, and the old output is never lost. An output that already exists is an error
+unless ``overwrite=True``.
 
 Example
 -------
@@ -42,11 +47,18 @@ from twister2.io.errors import CommitError, OutputExistsError
 from twister2.io.filesystem import get_filesystem
 from twister2.io.formats.base import Format
 from twister2.io.formats.registry import get_format
+from twister2.io.outputs import (
+    COMMITTING,
+    PREVIOUS,
+    SUCCESS,
+    TEMPORARY,
+    Journal,
+    base_name,
+    recover,
+)
 
 __all__ = ["JobEnv", "PartWriter", "Sink"]
 
-SUCCESS = "_SUCCESS"
-TEMPORARY = "_temporary"
 IN_PROGRESS = ".inprogress"
 _JOB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
@@ -113,16 +125,19 @@ class Sink:
         """The file name of part ``part``: ``part-00003.csv``."""
         return f"part-{part:05d}{self.format.extension}"
 
-    def state(self) -> Literal["absent", "complete", "incomplete"]:
-        """``complete`` (it holds ``_SUCCESS``), ``incomplete`` (it holds other data) or
-        ``absent`` (nothing, or only ``_temporary``)."""
+    def state(self) -> Literal["absent", "complete", "incomplete", "interrupted"]:
+        """``complete`` (it holds ``_SUCCESS``), ``incomplete`` (it holds other data),
+        ``interrupted`` (a commit is running or was cut short: the commit decides, after
+        :func:`~twister2.io.recover_output`) or ``absent`` (nothing, or only ``_temporary``)."""
         if not self.fs.exists(self.path):
             return "absent"
         info = self.fs.info(self.path)
         if not info.is_dir:
             return "incomplete"
-        names = {e.path.rstrip("/").rsplit("/", 1)[-1] for e in self.fs.list_dir(self.path)}
+        names = {base_name(e.path) for e in self.fs.list_dir(self.path)}
         names.discard(TEMPORARY)
+        if COMMITTING in names:
+            return "interrupted"
         if SUCCESS in names:
             return "complete"
         return "incomplete" if names else "absent"
@@ -131,7 +146,7 @@ class Sink:
         """Raise :class:`OutputExistsError` if the output exists and overwrite is off."""
         if not self.overwrite:
             state = self.state()
-            if state != "absent":
+            if state in ("complete", "incomplete"):
                 raise OutputExistsError(self.url, complete=state == "complete")
 
     def open(self, part: int) -> PartWriter:
@@ -149,6 +164,11 @@ class Sink:
         nothing committed, if a part is missing (or one beyond ``num_parts`` is there), and
         :class:`OutputExistsError` if the output exists and overwrite is off.
 
+        A commit killed at any instant leaves the journal ``_COMMITTING`` (readers refuse the
+        output, :func:`~twister2.io.recover_output` or the next commit puts the previous
+        output back) or a complete output; an overwritten output waits under ``_temporary``
+        until the new one is complete.
+
         Returns
         -------
         list of str
@@ -156,13 +176,38 @@ class Sink:
         """
         fs = self.fs
         expected = [self.part_name(i) for i in range(num_parts)]
+        self._check_parts(expected)
+        recover(fs, self.path)  # an earlier commit that was killed: finish or undo it
+        state = self.state()
+        if state != "absent" and not self.overwrite:
+            raise OutputExistsError(self.url, complete=state == "complete")
+        journal = Journal.for_this_process(self.job_id, expected)
+        fs.write_atomic(fs.join(self.path, COMMITTING), journal.to_bytes(), staging=self.temporary)
+        if state != "absent":
+            self._set_old_output_aside()
+        for name in expected:
+            fs.move(fs.join(self.temporary, name), fs.join(self.path, name))
+        fs.sync(self.path)
+        marker = {
+            "job_id": self.job_id,
+            "format": self.format.name,
+            "parts": expected,
+            "sizes": {name: fs.info(fs.join(self.path, name)).size for name in expected},
+            "committed_at": time.time(),
+        }
+        marker_bytes = json.dumps(marker).encode() + b"\n"
+        fs.write_atomic(fs.join(self.path, SUCCESS), marker_bytes, staging=self.temporary)
+        fs.delete(fs.join(self.path, COMMITTING))
+        fs.sync(self.path)
+        fs.delete(fs.join(self.path, TEMPORARY))
+        return [fs.url(fs.join(self.path, name)) for name in expected]
+
+    def _check_parts(self, expected: list[str]) -> None:
+        """Raise :class:`CommitError` unless exactly the ``expected`` parts wait to commit."""
+        fs = self.fs
         present: set[str] = set()
         if fs.exists(self.temporary):
-            present = {
-                e.path.rstrip("/").rsplit("/", 1)[-1]
-                for e in fs.list_dir(self.temporary)
-                if not e.is_dir
-            }
+            present = {base_name(e.path) for e in fs.list_dir(self.temporary) if not e.is_dir}
         missing = [name for name in expected if name not in present]
         extra = sorted(
             n
@@ -173,40 +218,27 @@ class Sink:
             problems = []
             if missing:
                 shown = ", ".join(missing[:5]) + (" ..." if len(missing) > 5 else "")
-                problems.append(f"{len(missing)} of {num_parts} parts are missing ({shown})")
+                problems.append(f"{len(missing)} of {len(expected)} parts are missing ({shown})")
             if extra:
-                problems.append(f"parts beyond {num_parts} are there ({', '.join(extra[:5])})")
+                problems.append(f"parts beyond {len(expected)} are there ({', '.join(extra[:5])})")
             hint = "every task must close its writer before the commit runs"
             raise CommitError(
                 self.url, "; ".join(problems) + f" in {fs.url(self.temporary)}; {hint}"
             )
-        state = self.state()
-        if state != "absent":
-            if not self.overwrite:
-                raise OutputExistsError(self.url, complete=state == "complete")
-            self._clear_old_output()
-        for name in expected:
-            fs.move(fs.join(self.temporary, name), fs.join(self.path, name))
-        marker = {
-            "job_id": self.job_id,
-            "format": self.format.name,
-            "parts": expected,
-            "committed_at": time.time(),
-        }
-        fs.write_atomic(fs.join(self.path, SUCCESS), json.dumps(marker).encode() + b"\n")
-        fs.delete(fs.join(self.path, TEMPORARY))
-        return [fs.url(fs.join(self.path, name)) for name in expected]
 
-    def _clear_old_output(self) -> None:
-        """Remove an old output: ``_SUCCESS`` first, so it never looks complete meanwhile."""
+    def _set_old_output_aside(self) -> None:
+        """Move the old output under ``_temporary/<job>/_previous``, ``_SUCCESS`` first: it
+        stays there, whole, until the new output is complete."""
         fs = self.fs
-        if not fs.info(self.path).is_dir:
-            fs.delete(self.path)
-            return
-        fs.delete(fs.join(self.path, SUCCESS))
-        for entry in fs.list_dir(self.path):
-            if entry.path.rstrip("/").rsplit("/", 1)[-1] != TEMPORARY:
-                fs.delete(entry.path)
+        previous = fs.join(self.temporary, PREVIOUS)
+        fs.make_dirs(previous)
+        entries = [
+            e for e in fs.list_dir(self.path) if base_name(e.path) not in (TEMPORARY, COMMITTING)
+        ]
+        entries.sort(key=lambda e: base_name(e.path) != SUCCESS)
+        for entry in entries:
+            fs.move(entry.path, fs.join(previous, base_name(entry.path)))
+        fs.sync(self.path)
 
     def abort(self) -> None:
         """Remove this job's temporary files (what a failed job would leave)."""
@@ -267,10 +299,14 @@ class PartWriter:
         try:
             self.writer.finish()
             self.stream.close()
+            fs = self.sink.fs
+            fs.sync(self.path)  # the bytes are on disk before the name says the part is done
+            fs.move(self.path, self.done_path)
+            fs.sync(self.sink.temporary)
         except BaseException:
             self._remove()
+            self.sink.fs.delete(self.done_path)
             raise
-        self.sink.fs.move(self.path, self.done_path)
 
     def abort(self) -> None:
         """Abandon the part: remove what was written."""

@@ -104,7 +104,16 @@ class MasterClient:
     def event(self, kind: str, **fields: Any) -> None:
         """Append an event (JSON-serialisable fields) to the job's event log, tagged with this
         worker's id: what operators, tasks and the dashboard report through."""
-        self._checked({"op": "event", "kind": kind, "fields": fields})
+        try:
+            self._checked({"op": "event", "kind": kind, "fields": fields})
+        except wire.MessageTooLargeError as exc:
+            msg = (
+                f"event {kind!r} is {exc.size / 2**20:.1f} MiB as JSON, over the "
+                f"{exc.limit // 2**20} MiB limit of one message to the job master: report a "
+                "summary in the event (counts, sizes, a file's path) and send the data itself "
+                "through env.comm or write it to a file"
+            )
+            raise wire.MessageTooLargeError(exc.size, exc.limit, msg) from None
 
     def done(self, result: Any) -> None:
         try:

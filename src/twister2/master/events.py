@@ -18,6 +18,7 @@ Example
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -26,7 +27,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 __all__ = ["EventLog", "JobSummary", "list_jobs", "read_events", "summarize"]
 
@@ -37,33 +38,76 @@ MASTER_FILE = "master.json"
 
 
 class EventLog:
-    """Appends events to ``<folder>/events.jsonl``; each line is flushed as it is written."""
+    """Appends events to ``<folder>/events.jsonl``; each line is flushed as it is written.
+
+    The log serves the dashboard and ``twister2 jobs``; the job does not need it. So when the
+    file cannot be opened or written (a full disk, a quota, an I/O error), one warning says so
+    and the rest of the job's events are dropped: losing the log never fails the job.
+    """
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
-        folder.mkdir(parents=True, exist_ok=True)
-        self._file = open(folder / EVENTS_FILE, "a", encoding="utf-8")  # noqa: SIM115
+        self.path = folder / EVENTS_FILE
+        self.lost: str | None = None
+        """Why events are no longer written (None while they are)."""
         self._lock = threading.Lock()
+        self._file: TextIO | None = None
+        folder.mkdir(parents=True, exist_ok=True)
+        try:
+            self._file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115
+        except OSError as exc:
+            self._lose(exc)
 
     def append(self, kind: str, **fields: Any) -> None:
         record = {"time": time.time(), "type": kind, **fields}
         line = json.dumps(record, separators=(",", ":"), default=str)
         with self._lock:
-            if self._file.closed:
+            if self._file is None or self._file.closed:
                 return
-            self._file.write(line + "\n")
-            self._file.flush()
+            try:
+                self._file.write(line + "\n")
+                self._file.flush()
+            except OSError as exc:
+                self._lose(exc)
 
     def close(self) -> None:
         with self._lock:
-            if not self._file.closed:
+            if self._file is None or self._file.closed:
+                return
+            try:
                 os.fsync(self._file.fileno())
-                self._file.close()
+            except OSError as exc:
+                self._lose(exc)
+            finally:
+                self._close_quietly()
+
+    def _lose(self, exc: OSError) -> None:
+        """Stop writing events after ``exc``, with one warning (the job goes on)."""
+        self.lost = f"{exc.strerror or exc}"
+        log.warning(
+            "cannot write the job's event log %s (%s): the job goes on, but its further "
+            "events are lost (the dashboard and 'twister2 jobs' will not show them); free "
+            "space or point job.log_dir elsewhere for the next job",
+            self.path,
+            self.lost,
+        )
+        self._close_quietly()
+
+    def _close_quietly(self) -> None:
+        """Close the file; a buffered line that cannot be written any more is dropped."""
+        file, self._file = self._file, None
+        if file is None or file.closed:
+            return
+        with contextlib.suppress(OSError):  # it closes the descriptor even when it raises
+            file.close()
 
 
 def read_events(folder: Path) -> Iterator[dict[str, Any]]:
     """The events of one job, oldest first; unreadable lines are skipped with a warning."""
     path = folder / EVENTS_FILE
+    if path.exists() and not path.is_file():  # /dev/full, a FIFO: reading would never end
+        log.warning("%s is not a regular file; its events are skipped", path)
+        return
     try:
         text = path.read_text(encoding="utf-8", errors="replace")
     except FileNotFoundError:
