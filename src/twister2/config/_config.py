@@ -100,7 +100,7 @@ class Config(Mapping[str, Any]):
         >>> Config.from_dict({"master.port": "7000"})  # doctest: +ELLIPSIS
         Traceback (most recent call last):
         ...
-        twister2.config.ConfigError: config key 'master.port' ... must be an int, got '7000' (str)
+        twister2.config.ConfigError: config key 'master.port' ... got '7000' (str)
         """
         return cls._create(*_build(_mapping_items(values, source="Config.from_dict")))
 
