@@ -25,6 +25,7 @@ from twister2.errors import JobFailedError, JobKilledError
 from twister2.master.client import MasterClient, MasterError
 from twister2.master.events import MASTER_FILE, list_jobs, summarize
 from twister2.resource import PlacementError, available_launchers
+from twister2.scratch import ScratchError
 from twister2.submit import submission
 
 __all__ = ["main"]
@@ -68,6 +69,15 @@ def cli() -> None:
     help="Set a config key for this job (repeatable), e.g. master.failure_timeout=5.",
 )
 @click.option(
+    "--timeout",
+    "-t",
+    type=float,
+    metavar="SECONDS",
+    envvar="TWISTER2_SUBMIT_TIMEOUT",
+    show_envvar=True,
+    help="Kill the job (state KILLED) if it runs longer than this (default: job.timeout).",
+)
+@click.option(
     "--quiet",
     "-q",
     is_flag=True,
@@ -88,6 +98,7 @@ def submit(
     script_args: tuple[str, ...],
     workers: int | None,
     assignments: tuple[str, ...],
+    timeout: float | None,
     quiet: bool,
     progress: bool | None,
 ) -> None:
@@ -107,6 +118,8 @@ def submit(
         for text in assignments:
             key, value = config_mod.parse_assignment(text)
             overrides[key] = value
+        if timeout is not None:
+            overrides["job.timeout"] = timeout
         log_dir = Path(config_mod.resolve(cluster, overrides)["job.log_dir"])
     except config_mod.ConfigError as exc:
         _fail(str(exc))
@@ -123,7 +136,7 @@ def submit(
         _fail(str(exc), EXIT_FAILED)
     except JobKilledError as exc:
         _fail(str(exc), EXIT_KILLED)
-    except (PlacementError, config_mod.ConfigError) as exc:
+    except (PlacementError, config_mod.ConfigError, ScratchError) as exc:
         _fail(str(exc))
     if not sub.used:
         _fail(

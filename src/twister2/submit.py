@@ -24,10 +24,8 @@ import contextlib
 import logging
 import os
 import pickle
-import shutil
 import signal
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -42,6 +40,8 @@ from twister2.job import Job, JobState, Resources, new_job_id
 from twister2.master.server import JobMaster
 from twister2.resource import get_launcher
 from twister2.resource.base import WHOLE_JOB, LaunchHandle
+from twister2.resource.reaper import Reaper
+from twister2.scratch import job_scratch, reclaim_dead_jobs, remove_scratch, scratch_base
 
 __all__ = ["JobResult", "run", "submission"]
 
@@ -96,15 +96,19 @@ def run(
     name: str | None = None,
     resources: Resources | None = None,
     args: list[str] | None = None,
+    timeout: float | None = None,
 ) -> JobResult:
     """Run ``main(env)`` on ``workers`` workers of ``cluster`` and wait for the job's end.
 
     Raises :class:`twister2.errors.JobFailedError` (naming the worker, its host and the original
     traceback) when a worker fails, and :class:`twister2.errors.JobKilledError` when the job is
-    killed. Under ``twister2 submit`` the command line's cluster, workers, config and arguments
-    take precedence over the arguments given here.
+    killed, or runs past ``timeout`` seconds (the ``job.timeout`` key; None: no limit). Under
+    ``twister2 submit`` the command line's cluster, workers, config and arguments take
+    precedence over the arguments given here.
     """
     overrides = dict(config or {})
+    if timeout is not None:
+        overrides["job.timeout"] = timeout
     script_args = list(args if args is not None else sys.argv[1:])
     if _submission is not None:
         _submission.used = True
@@ -143,9 +147,50 @@ class _Runner:
         launcher = get_launcher(self.cluster, self.cfg)
         launcher.check(self.job)
         secret = wire.new_secret()
-        scratch_base = self.cfg["job.scratch_dir"] or Path(tempfile.gettempdir()) / "twister2"
-        scratch = Path(scratch_base) / self.job_id
+        base = scratch_base(self.cfg["job.scratch_dir"])
+        scratch = job_scratch(base, self.job_id)
         log_folder = Path(self.cfg["job.log_dir"]) / self.job_id
+        try:
+            reclaim_dead_jobs(base)
+            master = self._master(secret, scratch, log_folder)
+        except BaseException:
+            remove_scratch(scratch)
+            raise
+        host, port = master.address
+        env = {
+            "TWISTER2_JOB_ID": self.job_id,
+            "TWISTER2_MASTER_ADDRESS": f"{host}:{port}",
+            "TWISTER2_JOB_SECRET": secret.hex(),
+        }
+        handle: LaunchHandle | None = None
+        reaper: Reaper | None = None
+        log.info(
+            "job %s: %d workers on %s (event log %s)",
+            self.job_id,
+            self.job.workers,
+            self.cluster,
+            log_folder,
+        )
+        try:
+            reaper = Reaper.start(scratch, log_folder)
+            master.start()
+            with _interrupts_kill(master):
+                handle = launcher.launch(self.job, env)
+                reaper.watch(handle.sessions())
+                self._follow(master, handle)
+        finally:
+            if handle is not None:
+                handle.stop(float(self.cfg["master.kill_grace"]))
+            master.stop()
+            remove_scratch(scratch)
+            if reaper is not None:
+                reaper.done()
+        log.info("job %s: %s", self.job_id, master.state.value)
+        if self.launch_error is not None:
+            raise self.launch_error
+        return self._outcome(master, log_folder)
+
+    def _master(self, secret: bytes, scratch: Path, log_folder: Path) -> JobMaster:
         spec = {
             "cluster": self.cluster,
             "config": self.cfg.to_dict(),
@@ -175,39 +220,17 @@ class _Runner:
             master_pid=os.getpid(),
             entry=self.job.entry.to_dict(),
         )
-        host, port = master.address
-        env = {
-            "TWISTER2_JOB_ID": self.job_id,
-            "TWISTER2_MASTER_ADDRESS": f"{host}:{port}",
-            "TWISTER2_JOB_SECRET": secret.hex(),
-        }
-        handle: LaunchHandle | None = None
-        master.start()
-        log.info(
-            "job %s: %d workers on %s (event log %s)",
-            self.job_id,
-            self.job.workers,
-            self.cluster,
-            log_folder,
-        )
-        try:
-            with _interrupts_kill(master):
-                handle = launcher.launch(self.job, env)
-                self._follow(master, handle)
-        finally:
-            if handle is not None:
-                handle.stop(float(self.cfg["master.kill_grace"]))
-            master.stop()
-            shutil.rmtree(scratch, ignore_errors=True)
-        log.info("job %s: %s", self.job_id, master.state.value)
-        if self.launch_error is not None:
-            raise self.launch_error
-        return self._outcome(master, log_folder)
+        return master
 
     def _follow(self, master: JobMaster, handle: LaunchHandle) -> None:
         """Wait for the job's end, feeding the master what the launcher sees."""
         ended_at: float | None = None
+        limit = self.cfg["job.timeout"]
+        deadline = None if limit is None else time.monotonic() + float(limit)
         while not master.state.finished:
+            if deadline is not None and time.monotonic() > deadline:
+                master.kill(f"the job ran past its time limit of {float(limit):g} s (job.timeout)")
+                break
             try:
                 ended = handle.poll()
             except Exception as exc:  # the launcher's own verdict (e.g. Slurm's reason)
@@ -258,7 +281,8 @@ def _value(blob: bytes | None) -> Any:
 
 @contextlib.contextmanager
 def _interrupts_kill(master: JobMaster) -> Iterator[None]:
-    """Ctrl-C or SIGTERM on the submitting process kills the job (and so cleans it up)."""
+    """Ctrl-C, SIGTERM or SIGHUP (a closed terminal) on the submitting process kills the job
+    (and so cleans it up)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -266,7 +290,8 @@ def _interrupts_kill(master: JobMaster) -> Iterator[None]:
     def on_signal(signum: int, frame: Any) -> None:
         master.kill(f"the submitting process received {signal.Signals(signum).name}")
 
-    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    handled = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    previous = {s: signal.signal(s, on_signal) for s in handled}
     try:
         yield
     finally:

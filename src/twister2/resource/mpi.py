@@ -63,6 +63,9 @@ class MpiHandle(LaunchHandle):
     def alive(self) -> bool:
         return self.proc.poll() is None
 
+    def sessions(self) -> list[int]:
+        return [self.proc.pid]  # mpiexec leads a session; its proxies and ranks stay in it
+
     def stop(self, grace: float) -> None:
         stop_process_group(self.proc, grace if self.proc.poll() is None else 0.5)
 
