@@ -215,3 +215,20 @@ def test_a_dead_jobs_scratch_is_reclaimed(tmp_path: Path) -> None:
     alive = job_scratch(base, "live-job")  # owned by this (living) process
     assert reclaim_dead_jobs(base) == [folder]
     assert not folder.exists() and alive.exists()
+
+
+def test_submit_timeout_flag_kills_the_job(jobs_dir: Path) -> None:
+    sleepy = str(SCRIPTS / "sleepy.py")
+    proc = subprocess.run(
+        [sys.executable, "-m", "twister2.cli", "submit", "local", sleepy, "--timeout", "2"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        cwd=ROOT,
+        timeout=120,
+    )
+    assert proc.returncode == 130, proc.stderr
+    assert "was killed: the job ran past its time limit of 2 s (job.timeout)" in proc.stderr
+    (job,) = list(jobs_dir.iterdir())
+    assert [e["state"] for e in read_events(job) if e["type"] == "job"][-1] == "KILLED"
+    assert not (job / "master.json").exists()

@@ -28,6 +28,8 @@ from pathlib import Path
 
 import psutil
 
+from twister2.errors import JobStartError
+
 __all__ = [
     "ScratchError",
     "default_base",
@@ -42,7 +44,7 @@ OWNER_FILE = "owner.json"
 """In a job's scratch directory: the submitting process (pid and start time) that owns it."""
 
 
-class ScratchError(PermissionError):
+class ScratchError(JobStartError, PermissionError):
     """A scratch directory cannot be used safely; the message names it and the fix."""
 
 

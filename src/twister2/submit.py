@@ -35,7 +35,7 @@ from typing import Any
 
 from twister2 import config as config_mod
 from twister2 import wire
-from twister2.errors import JobFailedError, JobKilledError
+from twister2.errors import JobFailedError, JobKilledError, JobStartError
 from twister2.job import Job, JobState, Resources, new_job_id
 from twister2.master.server import JobMaster
 from twister2.resource import get_launcher
@@ -147,9 +147,9 @@ class _Runner:
         launcher = get_launcher(self.cluster, self.cfg)
         launcher.check(self.job)
         secret = wire.new_secret()
+        log_folder = _log_folder(Path(self.cfg["job.log_dir"])) / self.job_id
         base = scratch_base(self.cfg["job.scratch_dir"])
         scratch = job_scratch(base, self.job_id)
-        log_folder = Path(self.cfg["job.log_dir"]) / self.job_id
         try:
             reclaim_dead_jobs(base)
             master = self._master(secret, scratch, log_folder)
@@ -273,6 +273,19 @@ class _Runner:
             remote_traceback=failure.traceback,
             task=failure.task,
         )
+
+
+def _log_folder(path: Path) -> Path:
+    """``job.log_dir``, created if missing; a :class:`JobStartError` if it cannot be."""
+    if path.exists() and not path.is_dir():
+        msg = f"job.log_dir {path} is a file, not a directory; set job.log_dir to a directory"
+        raise JobStartError(msg)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        msg = f"cannot create job.log_dir {path}: {exc.strerror or exc}; set job.log_dir elsewhere"
+        raise JobStartError(msg) from exc
+    return path
 
 
 def _value(blob: bytes | None) -> Any:
