@@ -50,3 +50,16 @@ def scratch_modes(env: WorkerEnv) -> dict[str, int]:
     }
     store.close()
     return modes  # type: ignore[return-value]
+
+
+def victim_dies_mid_exchange(env: WorkerEnv) -> None:
+    """The last worker sends to everyone, then is SIGKILLed while the others wait to receive
+    from it again: they fail with errors about its closed connection."""
+    victim = env.num_workers - 1
+    if env.worker_id == victim:
+        for dest in range(env.num_workers - 1):
+            env.comm.send("first", dest=dest)
+        time.sleep(0.5)
+        os.kill(os.getpid(), signal.SIGKILL)
+    assert env.comm.recv(source=victim, timeout=60) == "first"
+    env.comm.recv(source=victim, timeout=60)  # never comes: the victim is dead

@@ -232,3 +232,35 @@ def test_submit_timeout_flag_kills_the_job(jobs_dir: Path) -> None:
     (job,) = list(jobs_dir.iterdir())
     assert [e["state"] for e in read_events(job) if e["type"] == "job"][-1] == "KILLED"
     assert not (job / "master.json").exists()
+
+
+# ------------------------------------------------------------------------------ the headline
+
+
+@pytest.mark.parametrize(
+    ("cluster", "channel"),
+    [
+        ("local", "tcp"),
+        pytest.param("mpi", "tcp", marks=pytest.mark.mpi),
+        pytest.param("mpi", "mpi", marks=pytest.mark.mpi),
+    ],
+)
+@pytest.mark.parametrize("workers", [2, 3])
+def test_headline_names_the_worker_that_died_first(
+    cluster: str, channel: str, workers: int
+) -> None:
+    victim = workers - 1
+    for _ in range(3):  # the race the headline used to lose in about half of the runs
+        with pytest.raises(twister2.JobFailedError) as info:
+            twister2.run(
+                reliability_jobs.victim_dies_mid_exchange,
+                workers=workers,
+                cluster=cluster,
+                config={"network.channel": channel},
+            )
+        err = info.value
+        headline = str(err).splitlines()[0]
+        assert err.worker_id == victim, headline
+        assert headline.startswith(f"job {err.job_id} failed: worker {victim} "), headline
+        if cluster == "local":
+            assert f"worker {victim} exited by SIGKILL" in headline

@@ -300,7 +300,7 @@ class JobMaster:
                     traceback=str(error.get("traceback", "")),
                     task=str(error.get("task", "")),
                 )
-                self.record.worker_failed(wid, failure)
+                self.record.worker_failed(wid, failure, time.monotonic())
                 self._changed()
             return {"ok": True}, wid, True
         return {"ok": False, "error": f"unknown request {op!r}"}, wid, False
