@@ -63,3 +63,23 @@ def victim_dies_mid_exchange(env: WorkerEnv) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
     assert env.comm.recv(source=victim, timeout=60) == "first"
     env.comm.recv(source=victim, timeout=60)  # never comes: the victim is dead
+
+
+def listening_addresses(env: WorkerEnv) -> list[str]:
+    """The addresses this worker and the processes above it (up to the submitter, whose pid is
+    ``args[0]``) listen on, once a message went round (so MPI opened what it opens)."""
+    import psutil
+
+    env.comm.send(env.worker_id, dest=(env.worker_id + 1) % env.num_workers)
+    env.comm.recv(source=(env.worker_id - 1) % env.num_workers, timeout=60)
+    env.barrier("listening")
+    found = set()
+    proc: psutil.Process | None = psutil.Process()
+    while proc is not None and proc.pid != int(env.args[0]):
+        found |= {
+            str(c.laddr.ip)
+            for c in proc.net_connections(kind="inet")
+            if c.status == psutil.CONN_LISTEN
+        }
+        proc = proc.parent()
+    return sorted(found)

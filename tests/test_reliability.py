@@ -264,3 +264,41 @@ def test_headline_names_the_worker_that_died_first(
         assert headline.startswith(f"job {err.job_id} failed: worker {victim} "), headline
         if cluster == "local":
             assert f"worker {victim} exited by SIGKILL" in headline
+
+
+# ----------------------------------------------------------------------------- mpi loopback
+
+
+@pytest.mark.mpi
+@pytest.mark.parametrize("channel", ["mpi", "tcp"])
+@pytest.mark.parametrize("workers", [1, 3])
+def test_one_host_mpi_job_listens_on_loopback_only(channel: str, workers: int) -> None:
+    result = twister2.run(
+        reliability_jobs.listening_addresses,
+        workers=workers,
+        cluster="mpi",
+        args=[str(os.getpid())],
+        config={"network.channel": channel},
+    )
+    for addresses in result.values:
+        assert addresses, "the test saw no listening socket at all"
+        assert all(a.startswith("127.") or a == "::1" for a in addresses), addresses
+
+
+def test_mpi_interface_goes_to_hydra_with_a_hostfile(tmp_path: Path) -> None:
+    from twister2.config import resolve
+    from twister2.job import Job
+    from twister2.resource.mpi import MpiLauncher
+
+    hosts = tmp_path / "hosts"
+    hosts.write_text("localhost:4\n")
+    job = Job.create(jobs.hello, workers=2)
+    one_host = MpiLauncher(resolve("mpi"))
+    one_host.check(job)
+    assert Path(one_host.command(job)[0]).name == "mpiexec.gforker"
+    several = MpiLauncher(
+        resolve("mpi", {"resource.mpi.hostfile": str(hosts), "resource.mpi.interface": "eth7"})
+    )
+    several.check(job)
+    cmd = several.command(job)
+    assert Path(cmd[0]).name == "mpiexec" and cmd[cmd.index("-iface") + 1] == "eth7"

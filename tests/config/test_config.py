@@ -96,6 +96,7 @@ EXPECTED_DEFAULTS: dict[str, Any] = {
     "resource.mpi.mpiexec": "",
     "resource.mpi.hostfile": None,
     "resource.mpi.extra_args": (),
+    "resource.mpi.interface": "",
     "resource.slurm.partition": "",
     "resource.slurm.time_limit": "",
     "resource.slurm.nodes": 0,
