@@ -302,3 +302,27 @@ def test_mpi_interface_goes_to_hydra_with_a_hostfile(tmp_path: Path) -> None:
     several.check(job)
     cmd = several.command(job)
     assert Path(cmd[0]).name == "mpiexec" and cmd[cmd.index("-iface") + 1] == "eth7"
+
+
+# ------------------------------------------------------------------------- a stopped worker
+
+
+@pytest.mark.parametrize("cluster", CLUSTERS)
+@pytest.mark.parametrize("workers", [2, 3])
+def test_stopped_worker_is_found_and_killed(cluster: str, workers: int, tmp_path: Path) -> None:
+    cfg = {"master.failure_timeout": 2.0, "master.heartbeat_interval": 0.2}
+    start = time.monotonic()
+    with pytest.raises(twister2.JobFailedError) as info:
+        twister2.run(
+            reliability_jobs.children_then_wait,
+            workers=workers,
+            cluster=cluster,
+            args=[str(tmp_path)],
+            config=cfg,
+        )
+    assert time.monotonic() - start < 60
+    assert info.value.worker_id == workers - 1
+    assert f"worker {workers - 1} sent no heartbeat" in str(info.value)
+    infos = [json.loads((tmp_path / f"w{i}.json").read_text()) for i in range(workers)]
+    pids = [int(i["pid"]) for i in infos] + [int(i["child"]) for i in infos]
+    _wait_for(lambda: all(_gone(p) for p in pids), 10, "the stopped worker and every child ending")
