@@ -21,7 +21,7 @@ import click
 
 from twister2 import config as config_mod
 from twister2.dashboard import Dashboard, JobNotRunning, SubmitProgress, job_kill_token
-from twister2.errors import JobFailedError, JobKilledError
+from twister2.errors import JobFailedError, JobKilledError, JobStartError
 from twister2.master.client import MasterClient, MasterError
 from twister2.master.events import MASTER_FILE, list_jobs, summarize
 from twister2.resource import PlacementError, available_launchers
@@ -68,6 +68,15 @@ def cli() -> None:
     help="Set a config key for this job (repeatable), e.g. master.failure_timeout=5.",
 )
 @click.option(
+    "--timeout",
+    "-t",
+    type=float,
+    metavar="SECONDS",
+    envvar="TWISTER2_SUBMIT_TIMEOUT",
+    show_envvar=True,
+    help="Kill the job (state KILLED) if it runs longer than this (default: job.timeout).",
+)
+@click.option(
     "--quiet",
     "-q",
     is_flag=True,
@@ -88,6 +97,7 @@ def submit(
     script_args: tuple[str, ...],
     workers: int | None,
     assignments: tuple[str, ...],
+    timeout: float | None,
     quiet: bool,
     progress: bool | None,
 ) -> None:
@@ -107,6 +117,8 @@ def submit(
         for text in assignments:
             key, value = config_mod.parse_assignment(text)
             overrides[key] = value
+        if timeout is not None:
+            overrides["job.timeout"] = timeout
         log_dir = Path(config_mod.resolve(cluster, overrides)["job.log_dir"])
     except config_mod.ConfigError as exc:
         _fail(str(exc))
@@ -123,7 +135,7 @@ def submit(
         _fail(str(exc), EXIT_FAILED)
     except JobKilledError as exc:
         _fail(str(exc), EXIT_KILLED)
-    except (PlacementError, config_mod.ConfigError) as exc:
+    except (PlacementError, config_mod.ConfigError, JobStartError) as exc:
         _fail(str(exc))
     if not sub.used:
         _fail(
@@ -138,7 +150,10 @@ def _progress(log_dir: Path, bars: bool | None) -> SubmitProgress:
 
 
 def _log_dir(log_dir: Path | None) -> Path:
-    return log_dir or Path(config_mod.resolve()["job.log_dir"])
+    folder = log_dir or Path(config_mod.resolve()["job.log_dir"])
+    if folder.exists() and not folder.is_dir():
+        _fail(f"the job log folder {folder} is a file, not a directory (job.log_dir, --log-dir)")
+    return folder
 
 
 _LOG_DIR = click.option(
@@ -301,8 +316,12 @@ def dashboard(port: int | None, host: str | None, log_dir: Path | None) -> None:
 
 
 def main() -> None:
-    """Entry point of the ``twister2`` command."""
-    cli()
+    """Entry point of the ``twister2`` command: a configuration or start-up problem is one
+    ``twister2: error:`` line, never a traceback."""
+    try:
+        cli()
+    except (config_mod.ConfigError, JobStartError) as exc:
+        _fail(str(exc))
 
 
 if __name__ == "__main__":

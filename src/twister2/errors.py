@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-__all__ = ["JobFailedError", "JobKilledError"]
+__all__ = ["JobFailedError", "JobKilledError", "JobStartError"]
+
+
+class JobStartError(RuntimeError):
+    """A job cannot start here (a port in use, a log folder that is a file, an unsafe scratch
+    base...); nothing was started. The message says what to change."""
 
 
 class JobFailedError(RuntimeError):

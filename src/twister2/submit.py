@@ -24,10 +24,8 @@ import contextlib
 import logging
 import os
 import pickle
-import shutil
 import signal
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -37,11 +35,13 @@ from typing import Any
 
 from twister2 import config as config_mod
 from twister2 import wire
-from twister2.errors import JobFailedError, JobKilledError
+from twister2.errors import JobFailedError, JobKilledError, JobStartError
 from twister2.job import Job, JobState, Resources, new_job_id
 from twister2.master.server import JobMaster
 from twister2.resource import get_launcher
 from twister2.resource.base import WHOLE_JOB, LaunchHandle
+from twister2.resource.reaper import Reaper
+from twister2.scratch import job_scratch, reclaim_dead_jobs, remove_scratch, scratch_base
 
 __all__ = ["JobResult", "run", "submission"]
 
@@ -102,6 +102,7 @@ def run(
     name: str | None = None,
     resources: Resources | None = None,
     args: list[str] | None = None,
+    timeout: float | None = None,
 ) -> JobResult:
     """Run ``main(env)`` on ``workers`` workers of ``cluster`` and wait for the job's end.
 
@@ -114,9 +115,10 @@ def run(
     Raises :class:`twister2.shipping.EntryNotShippableError` before anything starts when ``main``
     captures something that cannot be pickled, :class:`twister2.errors.JobFailedError` (naming
     the worker, its host and the original traceback) when a worker fails, and
-    :class:`twister2.errors.JobKilledError` when the job is killed. Under ``twister2 submit`` the
-    command line's cluster, workers, config and arguments take precedence over the arguments
-    given here. See docs/api.md.
+    :class:`twister2.errors.JobKilledError` when the job is killed, or runs past ``timeout``
+    seconds (the ``job.timeout`` key; None: no limit). Under ``twister2 submit`` the command
+    line's cluster, workers, config and arguments take precedence over the arguments given here.
+    See docs/api.md.
 
     >>> import tempfile
     >>> with tempfile.TemporaryDirectory() as logs:
@@ -125,6 +127,8 @@ def run(
     ('COMPLETED', [0, 10])
     """
     overrides = dict(config or {})
+    if timeout is not None:
+        overrides["job.timeout"] = timeout
     script_args = list(args if args is not None else _script_args())
     if _submission is not None:
         _submission.used = True
@@ -163,9 +167,50 @@ class _Runner:
         launcher = get_launcher(self.cluster, self.cfg)
         launcher.check(self.job)
         secret = wire.new_secret()
-        scratch_base = self.cfg["job.scratch_dir"] or Path(tempfile.gettempdir()) / "twister2"
-        scratch = Path(scratch_base) / self.job_id
-        log_folder = Path(self.cfg["job.log_dir"]) / self.job_id
+        log_folder = _log_folder(Path(self.cfg["job.log_dir"])) / self.job_id
+        base = scratch_base(self.cfg["job.scratch_dir"])
+        scratch = job_scratch(base, self.job_id)
+        try:
+            reclaim_dead_jobs(base)
+            master = self._master(secret, scratch, log_folder)
+        except BaseException:
+            remove_scratch(scratch)
+            raise
+        host, port = master.address
+        env = {
+            "TWISTER2_JOB_ID": self.job_id,
+            "TWISTER2_MASTER_ADDRESS": f"{host}:{port}",
+            "TWISTER2_JOB_SECRET": secret.hex(),
+        }
+        handle: LaunchHandle | None = None
+        reaper: Reaper | None = None
+        log.info(
+            "job %s: %d workers on %s (event log %s)",
+            self.job_id,
+            self.job.workers,
+            self.cluster,
+            log_folder,
+        )
+        try:
+            reaper = Reaper.start(scratch, log_folder)
+            master.start()
+            with _interrupts_kill(master):
+                handle = launcher.launch(self.job, env)
+                reaper.watch(handle.sessions())
+                self._follow(master, handle)
+        finally:
+            if handle is not None:
+                handle.stop(float(self.cfg["master.kill_grace"]))
+            master.stop()
+            remove_scratch(scratch)
+            if reaper is not None:
+                reaper.done()
+        log.info("job %s: %s", self.job_id, master.state.value)
+        if self.launch_error is not None:
+            raise self.launch_error
+        return self._outcome(master, log_folder)
+
+    def _master(self, secret: bytes, scratch: Path, log_folder: Path) -> JobMaster:
         spec = {
             "cluster": self.cluster,
             "config": self.cfg.to_dict(),
@@ -196,39 +241,17 @@ class _Runner:
             master_pid=os.getpid(),
             entry=self.job.entry.to_dict(),
         )
-        host, port = master.address
-        env = {
-            "TWISTER2_JOB_ID": self.job_id,
-            "TWISTER2_MASTER_ADDRESS": f"{host}:{port}",
-            "TWISTER2_JOB_SECRET": secret.hex(),
-        }
-        handle: LaunchHandle | None = None
-        master.start()
-        log.info(
-            "job %s: %d workers on %s (event log %s)",
-            self.job_id,
-            self.job.workers,
-            self.cluster,
-            log_folder,
-        )
-        try:
-            with _interrupts_kill(master):
-                handle = launcher.launch(self.job, env)
-                self._follow(master, handle)
-        finally:
-            if handle is not None:
-                handle.stop(float(self.cfg["master.kill_grace"]))
-            master.stop()
-            shutil.rmtree(scratch, ignore_errors=True)
-        log.info("job %s: %s", self.job_id, master.state.value)
-        if self.launch_error is not None:
-            raise self.launch_error
-        return self._outcome(master, log_folder)
+        return master
 
     def _follow(self, master: JobMaster, handle: LaunchHandle) -> None:
         """Wait for the job's end, feeding the master what the launcher sees."""
         ended_at: float | None = None
+        limit = self.cfg["job.timeout"]
+        deadline = None if limit is None else time.monotonic() + float(limit)
         while not master.state.finished:
+            if deadline is not None and time.monotonic() > deadline:
+                master.kill(f"the job ran past its time limit of {float(limit):g} s (job.timeout)")
+                break
             try:
                 ended = handle.poll()
             except Exception as exc:  # the launcher's own verdict (e.g. Slurm's reason)
@@ -279,13 +302,27 @@ def _script_args() -> list[str]:
     return [] if hasattr(sys, "ps1") else sys.argv[1:]
 
 
+def _log_folder(path: Path) -> Path:
+    """``job.log_dir``, created if missing; a :class:`JobStartError` if it cannot be."""
+    if path.exists() and not path.is_dir():
+        msg = f"job.log_dir {path} is a file, not a directory; set job.log_dir to a directory"
+        raise JobStartError(msg)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        msg = f"cannot create job.log_dir {path}: {exc.strerror or exc}; set job.log_dir elsewhere"
+        raise JobStartError(msg) from exc
+    return path
+
+
 def _value(blob: bytes | None) -> Any:
     return pickle.loads(blob) if blob else None
 
 
 @contextlib.contextmanager
 def _interrupts_kill(master: JobMaster) -> Iterator[None]:
-    """Ctrl-C or SIGTERM on the submitting process kills the job (and so cleans it up)."""
+    """Ctrl-C, SIGTERM or SIGHUP (a closed terminal) on the submitting process kills the job
+    (and so cleans it up)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -293,7 +330,8 @@ def _interrupts_kill(master: JobMaster) -> Iterator[None]:
     def on_signal(signum: int, frame: Any) -> None:
         master.kill(f"the submitting process received {signal.Signals(signum).name}")
 
-    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    handled = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    previous = {s: signal.signal(s, on_signal) for s in handled}
     try:
         yield
     finally:

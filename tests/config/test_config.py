@@ -64,6 +64,7 @@ def home() -> Path:
 EXPECTED_DEFAULTS: dict[str, Any] = {
     "job.log_dir": "~/.twister2/jobs",
     "job.scratch_dir": None,
+    "job.timeout": None,
     "logging.level": "INFO",
     "master.interface": "127.0.0.1",
     "master.port": 0,
@@ -95,6 +96,7 @@ EXPECTED_DEFAULTS: dict[str, Any] = {
     "resource.mpi.mpiexec": "",
     "resource.mpi.hostfile": None,
     "resource.mpi.extra_args": (),
+    "resource.mpi.interface": "",
     "resource.slurm.partition": "",
     "resource.slurm.time_limit": "",
     "resource.slurm.nodes": 0,
@@ -445,7 +447,7 @@ def test_environment_wrong_type_names_the_variable(monkeypatch: pytest.MonkeyPat
         resolve()
     assert str(info.value) == (
         "config key 'master.port' (from environment variable TWISTER2_MASTER__PORT) "
-        "must be an int, got True (bool)"
+        "must be an int in [0, 65535], got True (bool)"
     )
 
 
@@ -634,13 +636,13 @@ def test_a_section_is_not_a_key(conf_dir: Path) -> None:
 @pytest.mark.parametrize(
     ("key", "value", "expected"),
     [
-        ("master.port", True, "an int"),
-        ("master.port", "5", "an int"),
-        ("master.port", 5.0, "an int"),
-        ("master.port", None, "an int"),
-        ("master.failure_timeout", "10", "a float"),
-        ("master.failure_timeout", False, "a float"),
-        ("network.recv_timeout", "never", "a float or null"),
+        ("master.port", True, "an int in [0, 65535]"),
+        ("master.port", "5", "an int in [0, 65535]"),
+        ("master.port", 5.0, "an int in [0, 65535]"),
+        ("master.port", None, "an int in [0, 65535]"),
+        ("master.failure_timeout", "10", "a float > 0"),
+        ("master.failure_timeout", False, "a float > 0"),
+        ("network.recv_timeout", "never", "a float > 0 or null"),
         ("network.channel", "udp", "one of 'auto', 'tcp', 'mpi'"),
         ("logging.level", "debug", "one of 'DEBUG', 'INFO', 'WARNING', 'ERROR'"),
         ("master.interface", 127, "a str"),
@@ -718,7 +720,8 @@ def test_parse_assignment_validates_the_value() -> None:
     with pytest.raises(ConfigError) as info:
         parse_assignment("master.port=yes")
     assert str(info.value) == (
-        "config key 'master.port' (from --config master.port=yes) must be an int, got True (bool)"
+        "config key 'master.port' (from --config master.port=yes) "
+        "must be an int in [0, 65535], got True (bool)"
     )
 
 

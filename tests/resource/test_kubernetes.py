@@ -140,7 +140,7 @@ def kube_config(api: FakeKubeApi, tmp_path: Path, token: str = "t0ken") -> dict[
         "resource.kubernetes.api_server": api.url,  # type: ignore[attr-defined]
         "resource.kubernetes.token_file": str(token_file),
         "resource.kubernetes.image": "registry.example/job:1",
-        "resource.kubernetes.poll_interval": 0.0,
+        "resource.kubernetes.poll_interval": 0.01,  # the schema wants > 0
         "master.interface": "0.0.0.0",
         "network.interface": "0.0.0.0",
     }

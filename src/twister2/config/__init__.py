@@ -14,11 +14,22 @@ Example
 5.0
 >>> config.parse_assignment("network.channel=tcp")
 ('network.channel', 'tcp')
+>>> config.default("master.heartbeat_interval")
+1.0
 """
 
 from __future__ import annotations
 
 from ._config import Config, parse_assignment, resolve, set
-from ._schema import ConfigError, KeySpec, schema
+from ._schema import ConfigError, KeySpec, default, schema
 
-__all__ = ["Config", "ConfigError", "KeySpec", "parse_assignment", "resolve", "schema", "set"]
+__all__ = [
+    "Config",
+    "ConfigError",
+    "KeySpec",
+    "default",
+    "parse_assignment",
+    "resolve",
+    "schema",
+    "set",
+]

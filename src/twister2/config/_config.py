@@ -100,7 +100,7 @@ class Config(Mapping[str, Any]):
         >>> Config.from_dict({"master.port": "7000"})  # doctest: +ELLIPSIS
         Traceback (most recent call last):
         ...
-        twister2.config.ConfigError: config key 'master.port' ... must be an int, got '7000' (str)
+        twister2.config.ConfigError: config key 'master.port' ... got '7000' (str)
         """
         return cls._create(*_build(_mapping_items(values, source="Config.from_dict")))
 
@@ -201,6 +201,12 @@ def _user_file(environ: Mapping[str, str]) -> Path | None:
     named = environ.get("TWISTER2_CONFIG")
     if named:
         path = Path(named).expanduser()
+        if path.is_dir():
+            msg = (
+                f"TWISTER2_CONFIG names {path}, which is a directory; name the config file "
+                f"itself (such as {path / 'config.yaml'}), or unset TWISTER2_CONFIG"
+            )
+            raise ConfigError(msg)
         if not path.is_file():
             msg = (
                 f"TWISTER2_CONFIG names the config file {path}, which does not exist; "

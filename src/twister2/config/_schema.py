@@ -12,14 +12,20 @@ Example
 >>> spec.validate(True, source="the command line")
 Traceback (most recent call last):
 ...
-twister2.config.ConfigError: config key 'master.port' (from the command line) must be an int, ...
+twister2.config.ConfigError: config key 'master.port' (from the command line) must be an int in ...
+>>> spec.validate(99999, source="the command line")
+Traceback (most recent call last):
+...
+twister2.config.ConfigError: config key 'master.port' (...) must be an int in [0, 65535], got 99999
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import difflib
 import functools
+import math
 import os
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -28,7 +34,7 @@ from typing import Any
 
 import yaml
 
-__all__ = ["ConfigError", "KeySpec", "Schema", "load_schema", "schema"]
+__all__ = ["ConfigError", "KeySpec", "Schema", "default", "load_schema", "schema"]
 
 
 class ConfigError(ValueError):
@@ -114,6 +120,10 @@ class KeySpec:
         The allowed values of a ``choice`` key, else None.
     nullable : bool
         Whether null (None) is allowed.
+    minimum, maximum : float or None
+        Inclusive bounds of an ``int`` or ``float`` key (None = unbounded on that side).
+    above : float or None
+        Exclusive lower bound (the value must be greater), e.g. ``0`` for a positive timeout.
 
     Examples
     --------
@@ -130,14 +140,50 @@ class KeySpec:
     doc: str
     choices: tuple[Any, ...] | None = None
     nullable: bool = False
+    minimum: float | None = None
+    maximum: float | None = None
+    above: float | None = None
+
+    def bounds(self) -> str:
+        """The allowed range of a numeric key in words: ``"in [0, 65535]"``, ``"> 0"``, ``""``.
+
+        >>> schema()["master.port"].bounds(), schema()["master.failure_timeout"].bounds()
+        ('in [0, 65535]', '> 0')
+        """
+        low = self.minimum
+        if self.above is not None:
+            low_text = f"> {_number(self.above)}"
+            return (
+                low_text if self.maximum is None else f"{low_text} and <= {_number(self.maximum)}"
+            )
+        if low is not None and self.maximum is not None:
+            return f"in [{_number(low)}, {_number(self.maximum)}]"
+        if low is not None:
+            return f">= {_number(low)}"
+        if self.maximum is not None:
+            return f"<= {_number(self.maximum)}"
+        return ""
 
     def describe(self) -> str:
-        """Say in words what values the key accepts, e.g. ``"a float or null"``."""
+        """Say in words what values the key accepts, e.g. ``"a float > 0 or null"``."""
         if self.type == "choice":
             text = "one of " + ", ".join(repr(c) for c in self.choices or ())
         else:
             text = _TYPE_NAMES[self.type]
+            if self.bounds():
+                text += " " + self.bounds()
         return f"{text} or null" if self.nullable else text
+
+    def _in_bounds(self, value: object) -> bool:
+        if not isinstance(value, int | float):
+            return True
+        if not math.isfinite(value):
+            return False
+        if self.minimum is not None and value < self.minimum:
+            return False
+        if self.maximum is not None and value > self.maximum:
+            return False
+        return self.above is None or value > self.above
 
     def validate(self, value: object, source: str) -> Any:
         """Return ``value`` normalised for this key, or raise :class:`ConfigError`.
@@ -157,6 +203,13 @@ class KeySpec:
             msg = (
                 f"config key {self.key!r} (from {source}) must be {self.describe()}, "
                 f"got {value!r} ({type(value).__name__})"
+            )
+            raise ConfigError(msg)
+        if not self._in_bounds(result):
+            finite = math.isfinite(result)  # type: ignore[arg-type]
+            msg = (
+                f"config key {self.key!r} (from {source}) must be {self.describe()}, "
+                f"got {value!r}{'' if finite else ' (not a finite number)'}"
             )
             raise ConfigError(msg)
         return result
@@ -291,13 +344,20 @@ class Schema(Mapping[str, KeySpec]):
             default = list(spec.default) if isinstance(spec.default, tuple) else spec.default
             shown = yaml.safe_dump(default, default_flow_style=True).removesuffix("\n")
             shown = shown.removesuffix("\n...")
+            if spec.bounds():
+                kind += ", " + spec.bounds()
             doc = spec.doc.replace("|", "\\|")
             rows.append(f"| `{spec.key}` | {kind} | `{shown}` | {doc} |")
         return "\n".join(rows) + "\n"
 
 
 _SCHEMA_FILE = "schema.yaml"
-_SPEC_FIELDS = frozenset({"type", "default", "doc", "choices", "nullable"})
+_SPEC_FIELDS = frozenset({"type", "default", "doc", "choices", "nullable", "min", "max", "above"})
+_BOUND_FIELDS = {"min": "minimum", "max": "maximum", "above": "above"}
+
+
+def _number(value: float) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 def _is_leaf(node: object) -> bool:
@@ -325,6 +385,18 @@ def _read_spec(key: str, node: Mapping[str, Any], where: str) -> KeySpec:
     if not isinstance(nullable, bool):
         msg = f"{where}: key {key!r}: nullable must be true or false, got {nullable!r}"
         raise ConfigError(msg)
+    bounds: dict[str, float] = {}
+    for field_name, attr in _BOUND_FIELDS.items():
+        if field_name not in node:
+            continue
+        bound = node[field_name]
+        if kind not in ("int", "float"):
+            msg = f"{where}: key {key!r}: only an int or float key has bounds ({field_name})"
+            raise ConfigError(msg)
+        if isinstance(bound, bool) or not isinstance(bound, int | float):
+            msg = f"{where}: key {key!r}: {field_name} must be a number, got {bound!r}"
+            raise ConfigError(msg)
+        bounds[attr] = bound
     spec = KeySpec(
         key=key,
         type=kind,
@@ -332,9 +404,10 @@ def _read_spec(key: str, node: Mapping[str, Any], where: str) -> KeySpec:
         doc=node["doc"],
         choices=tuple(choices) if choices is not None else None,
         nullable=nullable,
+        **bounds,
     )
     default = spec.validate(spec.default, source=f"the default in {where}")
-    return KeySpec(key, kind, default, spec.doc, spec.choices, nullable)
+    return dataclasses.replace(spec, default=default)
 
 
 def load_schema(text: str, where: str) -> Schema:
@@ -389,3 +462,27 @@ def schema() -> dict[str, KeySpec]:
     ('float', 10.0)
     """
     return dict(_packaged_schema())
+
+
+def default(key: str) -> Any:
+    """Return the one default of config ``key``, from the packaged ``schema.yaml``.
+
+    Code that needs a key's default (when no resolved config is at hand) reads it here instead
+    of writing the value again. A ``list[str]`` default comes back as a fresh list.
+
+    Raises
+    ------
+    ConfigError
+        For an unknown key, suggesting the key that was probably meant.
+
+    Examples
+    --------
+    >>> default("net.batch_records"), default("network.recv_timeout")
+    (1024, 600.0)
+    >>> default("net.batch_record")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    twister2.config.ConfigError: unknown config key 'net.batch_record' (from default()); ...
+    """
+    value = _packaged_schema().lookup(key, "default()").default
+    return list(value) if isinstance(value, tuple) else value

@@ -33,6 +33,11 @@ END_BARRIER = "twister2.end"
 LOST_GRACE = 2.0
 """Seconds to wait, after a worker's connection drops, for the launcher to say how it ended."""
 
+FAILURE_SETTLE = 1.0
+"""Seconds a worker's reported error waits for news of a worker that died before it: when one
+worker is killed, the others soon raise errors about its closed connections, and often report
+them before the launcher sees the death. The job's failure names the worker that died first."""
+
 
 class RegistrationError(RuntimeError):
     """A worker could not join the job."""
@@ -106,6 +111,7 @@ class JobRecord:
     lost: dict[int, float] = field(default_factory=dict)
     events: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     metrics_due: float = 0.0
+    reported: list[tuple[float, Failure]] = field(default_factory=list)
 
     # -- joining -------------------------------------------------------------------------------
     def register(self, requested: int | None, host: str, pid: int, address: str, now: float) -> int:
@@ -196,15 +202,24 @@ class JobRecord:
         self.fail(Failure(message, worker_id=wid, host=where))
 
     def check(self, now: float) -> None:
-        """Apply the clock: heartbeat timeouts and connections lost longer than the grace."""
+        """Apply the clock: heartbeat timeouts, connections lost longer than the grace, and
+        reported errors that waited :data:`FAILURE_SETTLE` for news of an earlier death."""
         if self.state.finished:
             return
+        first_report = self.reported[0][0] if self.reported else None
+        undecided = False
         for wid, since in sorted(self.lost.items(), key=lambda kv: kv[1]):
+            if first_report is not None and since > first_report + FAILURE_SETTLE:
+                continue  # lost after a worker reported an error: a consequence, not the cause
             if now - since >= LOST_GRACE:
                 member = self.members[wid]
                 msg = f"worker {wid} lost its connection to the job master (process died?)"
                 self.fail(Failure(msg, worker_id=wid, host=member.host))
                 return
+            undecided = True
+        if first_report is not None and not undecided and now - first_report >= FAILURE_SETTLE:
+            self.fail(self.reported[0][1])
+            return
         for wid, member in sorted(self.members.items()):
             if member.state is not WorkerState.RUNNING:
                 continue
@@ -265,17 +280,36 @@ class JobRecord:
         if self.all_joined and done and not self.state.finished:
             self._set_state(JobState.COMPLETED)
 
-    def worker_failed(self, wid: int, failure: Failure) -> None:
+    def worker_failed(self, wid: int, failure: Failure, now: float | None = None) -> None:
+        """Worker ``wid`` reported an error. With ``now`` the job fails at the next
+        :meth:`check` after :data:`FAILURE_SETTLE` seconds, naming a worker that died meanwhile
+        (or had died) if there is one; without it, the job fails at once.
+
+        >>> job = JobRecord("demo", workers=3, failure_timeout=10.0)
+        >>> for _ in range(3): _ = job.register(None, "h", 1, "", now=0.0)
+        >>> job.worker_failed(0, Failure("worker 0 raised OSError: worker 2 closed", 0), now=5.0)
+        >>> job.connection_lost(2, now=5.1); job.process_exited(2, -9)
+        >>> job.failure.message
+        'worker 2 exited by SIGKILL; as a consequence, worker 0 raised OSError: worker 2 closed'
+        """
         member = self.members.get(wid)
         if member is not None:
             member.state = WorkerState.FAILED
             self.lost.pop(wid, None)
         self._event("worker", worker_id=wid, state=WorkerState.FAILED.value)
-        self.fail(failure)
+        if now is None:
+            self.fail(failure)
+        elif not self.state.finished:
+            self.reported.append((now, failure))
 
     def fail(self, failure: Failure) -> None:
         if self.state.finished:
             return
+        consequences = [
+            f.message.splitlines()[0][:300] for _, f in self.reported if f is not failure
+        ]
+        if consequences:
+            failure.message += "; as a consequence, " + "; ".join(consequences)
         self.failure = failure
         self._event("failure", **failure.to_dict())
         self._set_state(JobState.FAILED, reason=failure.message)

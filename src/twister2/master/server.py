@@ -8,6 +8,7 @@ everyone joined, a barrier) blocks only its own connection's thread, always with
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import logging
 import os
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from twister2 import wire
+from twister2.errors import JobStartError
 from twister2.job import JobState
 from twister2.master.events import MASTER_FILE, EventLog
 from twister2.master.record import Failure, JobRecord, RegistrationError
@@ -30,6 +32,24 @@ log = logging.getLogger(__name__)
 
 _TICK = 0.25
 _LOG_BATCH = 1000  # most log frames of one worker written as one event
+
+
+def _listen(interface: str, port: int) -> socket.socket:
+    """The job master's listening socket, or a :class:`JobStartError` that says what to change."""
+    try:
+        return socket.create_server((interface, port))
+    except OSError as exc:
+        reason = os.strerror(exc.errno) if exc.errno else str(exc)
+        if exc.errno == errno.EADDRINUSE:
+            fix = "set master.port to a free port, or to 0 for any free one"
+        elif exc.errno in (errno.EADDRNOTAVAIL, errno.EAFNOSUPPORT) or isinstance(
+            exc, socket.gaierror
+        ):
+            fix = f"master.interface {interface!r} is not an address of this host; set it to one"
+        else:
+            fix = "check master.interface and master.port"
+        msg = f"the job master cannot listen on {interface}:{port}: {reason}; {fix}"
+        raise JobStartError(msg) from exc
 
 
 class JobMaster:
@@ -63,14 +83,14 @@ class JobMaster:
             metrics_interval = float(spec.get("config", {}).get("dashboard.metrics_interval", 5.0))
         self.metrics_interval = metrics_interval
         self.record = JobRecord(job_id, workers, failure_timeout)
+        self._listener = _listen(interface, port)  # first: a port in use leaves no job folder
+        self.address = self._listener.getsockname()[:2]
         self.events = EventLog(log_folder)
         self._cond = threading.Condition()
         self._threads: list[threading.Thread] = []
         self._conns: set[socket.socket] = set()
         self._stopping = False
         self._started = time.monotonic()
-        self._listener = socket.create_server((interface, port))
-        self.address = self._listener.getsockname()[:2]
         self._write_master_file(log_folder)
         self._flush_events()
 
@@ -312,7 +332,7 @@ class JobMaster:
                     traceback=str(error.get("traceback", "")),
                     task=str(error.get("task", "")),
                 )
-                self.record.worker_failed(wid, failure)
+                self.record.worker_failed(wid, failure, time.monotonic())
                 self._changed()
             return {"ok": True}, wid, True
         return {"ok": False, "error": f"unknown request {op!r}"}, wid, False

@@ -64,6 +64,11 @@ class LaunchHandle(abc.ABC):
     def stop(self, grace: float) -> None:
         """End every process: SIGTERM, then SIGKILL after ``grace`` seconds; reap them all."""
 
+    def sessions(self) -> list[int]:
+        """Sessions of the processes launched on this host, for the reaper to end should the
+        submitting process die (none for a launcher whose workers run elsewhere)."""
+        return []
+
 
 class Launcher(abc.ABC):
     """Starts a job's workers on one kind of cluster."""

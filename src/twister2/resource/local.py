@@ -39,6 +39,9 @@ class LocalHandle(LaunchHandle):
     def alive(self) -> bool:
         return any(p.poll() is None for p in self.procs)
 
+    def sessions(self) -> list[int]:
+        return [p.pid for p in self.procs]  # each worker leads its own session
+
     def stop(self, grace: float) -> None:
         for proc in self.procs:
             stop_process_group(proc, grace if proc.poll() is None else 0.0)

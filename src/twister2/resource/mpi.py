@@ -2,6 +2,12 @@
 
 ``resource.mpi.hostfile`` spreads the ranks over several hosts (the job master then has to listen
 on an address they reach: ``master.interface``). More ranks than cores works, as on local.
+
+On one host (no hostfile) nothing listens beyond loopback: MPICH's ranks are started by its
+fork-based process manager (``mpiexec.gforker``, no control port; hydra's listens on every
+address) and its network modules are held to the loopback device (``UCX_NET_DEVICES=lo``,
+``FI_TCP_IFACE=lo``). With a hostfile, ``resource.mpi.interface`` names the interface MPI traffic
+uses (hydra's ``-iface`` and the same variables). docs/channels.md states the trust model.
 """
 
 from __future__ import annotations
@@ -63,6 +69,9 @@ class MpiHandle(LaunchHandle):
     def alive(self) -> bool:
         return self.proc.poll() is None
 
+    def sessions(self) -> list[int]:
+        return [self.proc.pid]  # mpiexec leads a session; its proxies and ranks stay in it
+
     def stop(self, grace: float) -> None:
         stop_process_group(self.proc, grace if self.proc.poll() is None else 0.5)
 
@@ -82,12 +91,19 @@ class MpiLauncher(Launcher):
             check_memory(job, self.name)
 
     def command(self, job: Job) -> list[str]:
-        cmd = [self.mpiexec, "-n", str(job.workers)]
         hostfile = self.config["resource.mpi.hostfile"]
+        interface = str(self.config["resource.mpi.interface"])
+        mpiexec = self.mpiexec
+        forker = Path(mpiexec).parent / "mpiexec.gforker"
+        if not hostfile and _is_hydra(mpiexec) and forker.exists():
+            mpiexec = str(forker)  # one host: no process manager port at all
+        cmd = [mpiexec, "-n", str(job.workers)]
         if hostfile:
             cmd += (
                 ["-f", str(hostfile)] if _is_hydra(self.mpiexec) else ["--hostfile", str(hostfile)]
             )
+            if interface and _is_hydra(self.mpiexec):
+                cmd += ["-iface", interface]
         cmd += [str(a) for a in self.config["resource.mpi.extra_args"]]
         return [*cmd, *worker_command()]
 
@@ -95,6 +111,11 @@ class MpiLauncher(Launcher):
         if not hasattr(self, "mpiexec"):
             self.check(job)
         full_env = {**os.environ, **env}
+        device = "" if self.config["resource.mpi.hostfile"] else "lo"
+        device = str(self.config["resource.mpi.interface"]) or device
+        if device:  # where MPICH's ucx and ofi network modules listen and connect
+            full_env.setdefault("UCX_NET_DEVICES", device)
+            full_env.setdefault("FI_TCP_IFACE", device)
         full_env.setdefault("OMPI_ALLOW_RUN_AS_ROOT", "1")
         full_env.setdefault("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
         proc = subprocess.Popen(self.command(job), env=full_env, start_new_session=True)

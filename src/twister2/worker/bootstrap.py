@@ -28,6 +28,7 @@ from twister2.job import Entry
 from twister2.master.client import MasterClient, MasterError, MasterUnreachable, parse_address
 from twister2.master.record import END_BARRIER
 from twister2.net.channel import Channel, create_endpoint
+from twister2.scratch import worker_scratch
 from twister2.shipping import loads_entry
 from twister2.worker.env import WorkerEnv, WorkerInfo
 
@@ -231,8 +232,7 @@ def main() -> int:
             logging.getLogger().addHandler(shipper)
         workers = [WorkerInfo(**w) for w in master.workers(float(config["master.join_timeout"]))]
         channel = endpoint.open(wid, len(workers), [w.address for w in workers], secret)
-        scratch = Path(spec["scratch_root"]) / f"worker-{wid}"
-        scratch.mkdir(parents=True, exist_ok=True)
+        scratch = worker_scratch(Path(spec["scratch_root"]), wid)
         sys.argv = [spec["entry"].get("script") or spec["entry"]["function"], *spec["args"]]
         value = master.entry_value() if spec["entry"].get("by_value") else None
         func = load_entry(Entry.from_dict(spec["entry"], value), list(spec["sys_path"]))
