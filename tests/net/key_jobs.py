@@ -19,13 +19,17 @@ from twister2.net.stream import StreamKeyedPartition
 
 def _spellings(worker: int) -> list[Any]:
     """The keys worker ``worker`` sends: each equal class spelled differently by each worker."""
-    twos = [2, np.int64(2), 2.0, Decimal(2), Fraction(4, 2), np.float32(2), np.uint8(2), 2 + 0j]
+    # (NumPy scalars and Decimals cannot be compared: np.int64(2) == Decimal(2) raises, so a
+    # dict holding one cannot look up the other; they spell different keys here)
+    twos = [2, Decimal(2), 2.0, Fraction(4, 2), 2 + 0j]
+    threes = [np.int64(3), 3, np.float32(3), np.uint8(3), 3.0, Fraction(3)]
     halves = [0.5, Fraction(1, 2), Decimal("0.5"), np.float16(0.5)]
     ones = [True, 1, np.True_, 1.0, np.int32(1)]
     letters = ["a", "b", "c", "d", "e"]
     order = letters[worker % 5 :] + letters[: worker % 5]  # frozensets built in another order
     return [
         twos[worker % len(twos)],
+        threes[worker % len(threes)],
         halves[worker % len(halves)],
         ones[worker % len(ones)],
         frozenset(order),

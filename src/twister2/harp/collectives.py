@@ -69,8 +69,6 @@ Partitioner = Callable[[int, int], int]
 Barrier = Callable[[str, float], None]
 """``barrier(name, timeout)``: the job master's barrier (:meth:`WorkerEnv.barrier`)."""
 
-_DEFAULT_TIMEOUT = 300.0
-
 
 class HarpError(OperationError):
     """A collective failed: the message names the collective, its context and operation, the
@@ -250,7 +248,7 @@ class Harp:
         self.num_workers = flow.size
         self.context = context
         if timeout is None:
-            timeout = float(flow.setting("master.barrier_timeout", _DEFAULT_TIMEOUT))
+            timeout = float(flow.setting("master.barrier_timeout"))
         self.timeout = timeout
         self._barrier = barrier
         self._calls = 0

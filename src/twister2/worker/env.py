@@ -71,6 +71,7 @@ class WorkerEnv:
     cluster: str
     master: MasterClient = field(repr=False)
     _dataflow: Dataflow | None = field(default=None, repr=False)
+    _closed: bool = field(default=False, repr=False)
 
     @property
     def dataflow(self) -> Dataflow:
@@ -81,14 +82,24 @@ class WorkerEnv:
         >>> op = AllReduce(env.dataflow, Plan.per_worker(env.num_workers), "sum")  # doctest: +SKIP
         """
         if self._dataflow is None:
-            self._dataflow = Dataflow(self.comm, config=self.config, scratch_dir=self.scratch_dir)
+            flow = Dataflow(self.comm, config=self.config, scratch_dir=self.scratch_dir)
+            flow.reporter = self._report_operation
+            self._dataflow = flow
         return self._dataflow
+
+    def _report_operation(self, report: dict[str, Any]) -> None:
+        """One ``operation`` event for the dashboard (docs/dashboard.md) per finished operation."""
+        self.master.event("operation", **report)
 
     def close(self) -> None:
         """Stop the dataflow engine, if it was started (the worker's bootstrap does this)."""
-        if self._dataflow is not None:
-            self._dataflow.close()
-            self._dataflow = None
+        if self._closed:
+            return
+        self._closed = True
+        # (started if it was not: on closing, the dataflow tells workers that sent messages to
+        # operations this worker never created)
+        self.dataflow.close()
+        self._dataflow = None
 
     def barrier(self, name: str = "default", timeout: float | None = None) -> None:
         """Wait until every worker has reached barrier ``name``.

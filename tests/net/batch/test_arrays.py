@@ -441,9 +441,9 @@ def test_a_million_row_partition_sends_few_messages() -> None:
         sends = {"data": 0, "end": 0}
         send = flow.send
 
-        def counting(op: Any, dest: int, kind: str, payload: Any) -> None:
+        def counting(op: Any, dest: int, kind: str, payload: Any, signature: Any = None) -> None:
             sends[kind] += 1
-            send(op, dest, kind, payload)
+            send(op, dest, kind, payload, signature)
 
         flow.send = counting  # type: ignore[method-assign]
         plan = Plan.spread(2, targets, 2)

@@ -23,7 +23,7 @@ from twister2.net.batch.array_kernels import (
     to_table,
 )
 from twister2.net.batch.array_spill import TableStore, sorted_batches
-from twister2.net.batch.keyed import DEFAULT_SPILL_BYTES, Routed
+from twister2.net.batch.keyed import Routed
 from twister2.net.dataflow import Dataflow
 from twister2.net.plan import Plan
 
@@ -64,7 +64,7 @@ class ArrayRouted(Routed):
         self._sent_schema: list[pa.Schema | None] = [None] * self.sides
         self._schema: list[pa.Schema | None] = [None] * self.sides
         self._outbox_bytes: dict[int, int] = {}
-        self._spill_limit = int(self.flow.setting("net.spill.memory_bytes", DEFAULT_SPILL_BYTES))
+        self._spill_limit = int(self.flow.setting("net.spill.memory_bytes"))
         self._batch_bytes = min(BATCH_BYTES, max(1, self._spill_limit // 8))
         super()._init_state()
 

@@ -39,8 +39,6 @@ from twister2.net.spill import SpillStore
 
 __all__ = ["Direct", "KeyedGather", "KeyedPartition", "KeyedReduce", "Partition"]
 
-DEFAULT_SPILL_BYTES = 100 * 1024 * 1024
-
 
 class Routed(Operation):
     """Values routed to targets; results per local target once every worker has finished."""
@@ -58,7 +56,7 @@ class Routed(Operation):
         """Make the per-target state."""
 
     def _spill_store(self, target: int, key: Callable[[Any], Any] | None) -> SpillStore:
-        limit = int(self.flow.setting("net.spill.memory_bytes", DEFAULT_SPILL_BYTES))
+        limit = int(self.flow.setting("net.spill.memory_bytes"))
         scratch = self.flow.scratch_dir
         folder = scratch / "spill" if scratch else None
         return SpillStore(

@@ -63,7 +63,7 @@ class _Up(Operation):
     """Up a tree toward ``root``: local sources and children first, then the parent."""
 
     def __init__(self, flow: Dataflow, plan: Plan, root: int) -> None:
-        degree = int(flow.setting("net.tree_degree", 2))
+        degree = int(flow.setting("net.tree_degree"))
         if degree < 1:
             msg = f"net.tree_degree must be at least 1, got {degree}"
             raise ValueError(msg)
@@ -243,7 +243,7 @@ class Broadcast(Operation):
         if not 0 <= source < len(plan.sources):
             msg = f"broadcast: source {source} is not in the plan's {len(plan.sources)} sources"
             raise ValueError(msg)
-        degree = int(flow.setting("net.tree_degree", 2))
+        degree = int(flow.setting("net.tree_degree"))
         self.source = source
         self.root = plan.sources[source]
         self.parent, self.children = tree_links(flow.rank, self.root, flow.size, degree)

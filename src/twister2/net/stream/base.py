@@ -172,11 +172,11 @@ class StreamOperation(Operation):
         """State that must exist before the operation is registered (messages may arrive from
         then on); subclasses extend it rather than set state after ``__init__``."""
         flow = self.flow
-        self._linger = float(flow.setting("stream.linger_ms", 5.0)) / 1000.0
-        self._batch = max(1, int(flow.setting("stream.batch_records", 256)))
-        self._window = max(1, int(flow.setting("stream.window_batches", 8)))
-        self._limit = max(1, int(flow.setting("stream.send_buffer", 8192)))
-        self._out_limit = max(1, int(flow.setting("stream.receive_buffer", 8192)))
+        self._linger = float(flow.setting("stream.linger_ms")) / 1000.0
+        self._batch = int(flow.setting("stream.batch_records"))
+        self._window = int(flow.setting("stream.window_batches"))
+        self._limit = int(flow.setting("stream.send_buffer"))
+        self._out_limit = int(flow.setting("stream.receive_buffer"))
         self._boxes: dict[int, dict[int, list[Any]]] = {}  # worker -> target -> values
         self._counts: dict[int, int] = {}  # values waiting in each worker's box
         self._since: dict[int, float] = {}
@@ -428,7 +428,7 @@ class StreamOperation(Operation):
     def _on_message(self, source: int, kind: str, payload: Any) -> None:
         if kind == "data":
             self._inbox.append((source, payload))
-            if self.id >= 0 and not self._retired:  # into the queues now: one hop less
+            if self.id and not self._retired:  # into the queues now: one hop less
                 self._absorb_inbox()  # (not while messages that came early are replayed)
         elif kind == "ack":
             self._in_flight[source] -= payload
