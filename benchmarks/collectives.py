@@ -146,25 +146,17 @@ def _ours_once(env: twister2.WorkerEnv, op: str, data: np.ndarray[Any, Any]) -> 
         return allreduce.wait().result()
     if op in ("gather", "allgather"):
         gather = Gather(flow, plan, target=0) if op == "gather" else AllGather(flow, plan)
-        while not gather.send(me, data):
-            gather.progress()
-        gather.finish(me)
-        gather.wait()
+        gather.send_all(me, [data], finish=True).wait()
         return gather.result() if op == "allgather" or me == 0 else None
     if op == "broadcast":
         bcast = Broadcast(flow, plan, source=0)
         if me == 0:
-            while not bcast.send(0, data):
-                bcast.progress()
-            bcast.finish(0)
+            bcast.send_all(0, [data], finish=True)
         return bcast.wait().result()
     if op == "partition":
         part = Partition(flow, plan)  # round robin: piece i of each source to target i
         piece = len(data) // n
-        for i in range(n):
-            while not part.send(me, data[i * piece : (i + 1) * piece]):
-                part.progress()
-        part.finish(me)
+        part.send_all(me, (data[i * piece : (i + 1) * piece] for i in range(n)), finish=True)
         out = list(part.wait().result(me))
         part.close()
         return out

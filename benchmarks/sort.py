@@ -217,8 +217,7 @@ def sort_main(env: twister2.WorkerEnv) -> dict[str, Any]:
         began = time.perf_counter()
         table, checksum = _chunk(rng, min(spec["chunk"], share - sent))
         generating += time.perf_counter() - began
-        while not op.send(me, table):
-            op.progress()
+        op.send_blocking(me, table)
         sent += len(table)
         sent_sum = (sent_sum + checksum) % (1 << 64)
         del table

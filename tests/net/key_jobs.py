@@ -54,10 +54,7 @@ def keyed_everywhere(env: WorkerEnv) -> dict[str, Any]:
     plan = Plan.spread(n, 2 * n + 1, n)  # a source per worker, targets not dividing evenly
     reduce = KeyedReduce(flow, plan, "sum")
     for source in plan.local_sources(rank):
-        for pair in pairs_of(source):
-            while not reduce.send(source, pair):
-                reduce.progress()
-        reduce.finish(source)
+        reduce.send_all(source, pairs_of(source), finish=True)
     reduce.wait(timeout=120)
     batch = {t: [(k, v) for k, v in reduce.result(t).items()] for t in plan.local_targets(rank)}
 

@@ -175,12 +175,6 @@ class _Broadcast(Broadcast):
             return self._waiting_for()
 
 
-def _send_all(op: Broadcast | Direct | KeyedReduce, source: int, records: Iterable[Any]) -> None:
-    for record in records:
-        while not op.send(source, record):
-            op.progress()
-    op.finish(source)
-
 
 def _origin(part: tuple[int, Any]) -> int:
     return part[0]
@@ -284,7 +278,7 @@ class Harp:
             self._check_root(call, root)
             op = _Broadcast(self.flow, self._plan, source=root)
             if self.worker_id == root:
-                _send_all(op, root, ((p.id, p.data) for p in table))
+                op.send_all(root, ((p.id, p.data) for p in table), finish=True)
             self._wait(call, op)
             return Table(table.combiner, op.result())
 
@@ -456,7 +450,7 @@ class Harp:
             n, me = self.num_workers, self.worker_id
             op = _Rotation(self.flow, int(shift) % n)
             try:
-                _send_all(op, me, ((p.id, p.data) for p in table))
+                op.send_all(me, ((p.id, p.data) for p in table), finish=True)
                 self._wait(call, op)
                 return Table(table.combiner, op.result((me - int(shift)) % n))
             finally:
@@ -552,7 +546,7 @@ class Harp:
         # so that the workers do not all send to the same peer at once.
         records.sort(key=lambda record: (record[0][0] - me - 1) % n)
         op = _Exchange(self.flow)
-        _send_all(op, me, records)
+        op.send_all(me, records, finish=True)
         self._wait(call, op)
         return {pid: sorted(parts, key=_origin) for (_, pid), parts in op.result(me).items()}
 

@@ -67,10 +67,7 @@ def _drive(op: Any, plan: Plan, rank: int, inputs: list[list[Any]]) -> None:
     for source in plan.local_sources(rank):
         if isinstance(op, Broadcast) and source != op.source:
             continue
-        for value in inputs[source]:
-            while not op.send(source, value):
-                op.progress()
-        op.finish(source)
+        op.send_all(source, inputs[source], finish=True)
     op.wait(timeout=120)
 
 

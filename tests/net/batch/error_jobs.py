@@ -28,9 +28,7 @@ def unpicklable_partition(env: WorkerEnv) -> None:
     op = Partition(env.dataflow, plan, partitioner=to_last_target)
     for source in plan.local_sources(env.worker_id):
         value = (lambda: None) if source == 0 else source
-        while not op.send(source, value):
-            op.progress()
-        op.finish(source)
+        op.send_all(source, [value], finish=True)
     op.wait(timeout=60)
 
 

@@ -69,10 +69,7 @@ def run_ranks(
 def drive(op: Any, inputs: dict[int, list[Any]]) -> Any:
     """Send this worker's sources' values (retrying refused sends), finish them, wait."""
     for source in op.plan.local_sources(op.rank):
-        for value in inputs.get(source, []):
-            while not op.send(source, value):
-                op.progress()
-        op.finish(source)
+        op.send_all(source, inputs.get(source, []), finish=True)
     return op.wait(timeout=30)
 
 
