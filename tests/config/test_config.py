@@ -78,6 +78,7 @@ EXPECTED_DEFAULTS: dict[str, Any] = {
     "network.connect_timeout": 30.0,
     "network.close_timeout": 10.0,
     "net.batch_records": 1024,
+    "net.early_message_bytes": 268435456,
     "net.send_buffer_records": 65536,
     "net.tree_degree": 2,
     "net.partition_routing": "direct",

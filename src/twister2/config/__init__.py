@@ -21,13 +21,14 @@ Example
 from __future__ import annotations
 
 from ._config import Config, parse_assignment, resolve, set
-from ._schema import ConfigError, KeySpec, default, schema
+from ._schema import ConfigError, KeySpec, default, lookup, schema
 
 __all__ = [
     "Config",
     "ConfigError",
     "KeySpec",
     "default",
+    "lookup",
     "parse_assignment",
     "resolve",
     "schema",

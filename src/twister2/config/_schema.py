@@ -486,3 +486,13 @@ def default(key: str) -> Any:
     """
     value = _packaged_schema().lookup(key, "default()").default
     return list(value) if isinstance(value, tuple) else value
+
+
+def lookup(config: Mapping[str, Any], key: str) -> Any:
+    """``config[key]`` when ``config`` has the key (a resolved config has them all), else the
+    key's one default from the schema: for code handed a partial mapping.
+
+    >>> lookup({"net.batch_records": 8}, "net.batch_records"), lookup({}, "net.batch_records")
+    (8, 1024)
+    """
+    return config[key] if key in config else default(key)

@@ -37,7 +37,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from twister2.config import default as config_default
+from twister2.config import lookup as config_lookup
 from twister2.net.channel import ANY_SOURCE, Channel, ChannelError, ChannelTimeout
 from twister2.net.plan import Plan
 from twister2.net.serialization import SerializationError
@@ -109,15 +109,9 @@ class Dataflow:
         )
         self._thread.start()
 
-    def setting(self, key: str, fallback: Any = None) -> Any:
-        """The config value of ``key``: the job's, else the schema's default (``fallback`` only
-        for a key the schema does not know)."""
-        if key in self.config:
-            return self.config[key]
-        try:
-            return config_default(key)
-        except KeyError:
-            return fallback
+    def setting(self, key: str) -> Any:
+        """The config value of ``key``: the job's, else the schema's one default."""
+        return config_lookup(self.config, key)
 
     @contextlib.contextmanager
     def named(self, name: str) -> Iterator[None]:

@@ -41,6 +41,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from twister2.config import lookup
 from twister2.net.channel import (
     ANY_SOURCE,
     Channel,
@@ -166,12 +167,12 @@ class MpiEndpoint(Endpoint):
                 f"'twister2 submit mpi ...' so that MPI ranks are the worker ids"
             )
             raise ChannelError(msg)
-        recv_timeout = self.config.get("network.recv_timeout", 600.0)
+        recv_timeout = lookup(self.config, "network.recv_timeout")
         return MpiChannel(
             self._mpi,
             world.Dup(),
             default_timeout=None if recv_timeout is None else float(recv_timeout),
-            close_timeout=float(self.config.get("network.close_timeout", 10.0)),
+            close_timeout=float(lookup(self.config, "network.close_timeout")),
         )
 
 

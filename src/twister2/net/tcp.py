@@ -56,6 +56,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+from twister2.config import default, lookup
 from twister2.net.channel import (
     ANY_SOURCE,
     Channel,
@@ -85,8 +86,6 @@ _LENGTH = struct.Struct(">Q")  # one per out-of-band buffer
 _RANK = struct.Struct(">I")
 _JOIN_LIMIT = 64 * 1024
 """Out-of-band buffers smaller than this are joined with the header in one ``sendall``."""
-_CLOSE_TIMEOUT = 10.0
-"""How long ``close`` waits for a goodbye to go out, a sender to let go, a thread to end."""
 _CONNECT_ATTEMPT_TIMEOUT = 10.0
 _RETRY_FIRST = 0.05
 _RETRY_MAX = 1.0
@@ -126,11 +125,12 @@ class TcpEndpoint(Endpoint):
     """
 
     def __init__(self, config: Mapping[str, Any]) -> None:
-        interface = str(config.get("network.interface", "127.0.0.1"))
-        self._connect_timeout = float(config.get("network.connect_timeout", 30.0))
-        recv_timeout = config.get("network.recv_timeout", 600.0)
+        interface = str(lookup(config, "network.interface"))
+        self._connect_timeout = float(lookup(config, "network.connect_timeout"))
+        recv_timeout = lookup(config, "network.recv_timeout")
         self._recv_timeout = None if recv_timeout is None else float(recv_timeout)
-        max_bytes = config.get("network.recv_buffer_bytes", 268435456)
+        self._close_timeout = float(lookup(config, "network.close_timeout"))
+        max_bytes = lookup(config, "network.recv_buffer_bytes")
         self._recv_buffer_bytes = None if max_bytes is None else int(max_bytes)
         family = socket.AF_INET6 if ":" in interface else socket.AF_INET
         self._listener: socket.socket | None = socket.create_server(
@@ -159,6 +159,7 @@ class TcpEndpoint(Endpoint):
             connect_timeout=self._connect_timeout,
             recv_timeout=self._recv_timeout,
             recv_buffer_bytes=self._recv_buffer_bytes,
+            close_timeout=self._close_timeout,
         )
 
     def close(self) -> None:
@@ -187,11 +188,15 @@ class TcpChannel(Channel):
         connect_timeout: float = 30.0,
         recv_timeout: float | None = 600.0,
         recv_buffer_bytes: int | None = 268435456,
+        close_timeout: float | None = None,
     ) -> None:
         super().__init__(rank, size, recv_timeout)
         self.addresses = list(addresses)
         self._secret = secret
         self._connect_timeout = connect_timeout
+        self._close_timeout = float(
+            default("network.close_timeout") if close_timeout is None else close_timeout
+        )
         self._mailbox = Mailbox(rank, recv_buffer_bytes)
         self._listener = listener
         self._lock = threading.Lock()  # guards _closed, _incoming, _threads
@@ -460,13 +465,13 @@ class TcpChannel(Channel):
 
     def _close_outgoing(self, dest: int) -> None:
         lock = self._out_locks[dest]
-        if not lock.acquire(timeout=_CLOSE_TIMEOUT):
+        if not lock.acquire(timeout=self._close_timeout):
             # A send is stuck (the peer reads nothing): break its connection to free the lock.
             stuck = self._out.get(dest)
             if stuck is not None:
                 with contextlib.suppress(OSError):
                     stuck.shutdown(socket.SHUT_RDWR)
-            if not lock.acquire(timeout=_CLOSE_TIMEOUT):
+            if not lock.acquire(timeout=self._close_timeout):
                 log.warning("worker %d: a send to worker %d did not end", self.rank, dest)
                 return
         try:
@@ -474,7 +479,7 @@ class TcpChannel(Channel):
             if sock is None:
                 return
             try:
-                sock.settimeout(_CLOSE_TIMEOUT)
+                sock.settimeout(self._close_timeout)
                 sock.sendall(_HEADER.pack(GOODBYE_TAG, 0, 0))
             except OSError as exc:
                 log.debug("worker %d: no goodbye to worker %d: %s", self.rank, dest, exc)
@@ -484,7 +489,7 @@ class TcpChannel(Channel):
             lock.release()
 
     def _join(self, thread: threading.Thread) -> None:
-        thread.join(_CLOSE_TIMEOUT)
+        thread.join(self._close_timeout)
         if thread.is_alive():
             log.warning("worker %d: thread %s did not end", self.rank, thread.name)
 

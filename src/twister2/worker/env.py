@@ -21,6 +21,7 @@ from typing import Any
 from twister2.master.client import MasterClient
 from twister2.net.channel import Channel
 from twister2.net.dataflow import Dataflow
+from twister2.worker.reports import ReportQueue
 
 __all__ = ["WorkerEnv", "WorkerInfo"]
 
@@ -72,6 +73,7 @@ class WorkerEnv:
     master: MasterClient = field(repr=False)
     _dataflow: Dataflow | None = field(default=None, repr=False)
     _closed: bool = field(default=False, repr=False)
+    _reports: ReportQueue | None = field(default=None, repr=False)
 
     @property
     def dataflow(self) -> Dataflow:
@@ -83,13 +85,10 @@ class WorkerEnv:
         """
         if self._dataflow is None:
             flow = Dataflow(self.comm, config=self.config, scratch_dir=self.scratch_dir)
-            flow.reporter = self._report_operation
+            self._reports = ReportQueue(self.master.event)
+            flow.reporter = self._reports.put  # one operation event per finished operation
             self._dataflow = flow
         return self._dataflow
-
-    def _report_operation(self, report: dict[str, Any]) -> None:
-        """One ``operation`` event for the dashboard (docs/dashboard.md) per finished operation."""
-        self.master.event("operation", **report)
 
     def close(self) -> None:
         """Stop the dataflow engine, if it was started (the worker's bootstrap does this)."""
@@ -100,6 +99,8 @@ class WorkerEnv:
         # operations this worker never created)
         self.dataflow.close()
         self._dataflow = None
+        if self._reports is not None:
+            self._reports.close()
 
     def barrier(self, name: str = "default", timeout: float | None = None) -> None:
         """Wait until every worker has reached barrier ``name``.
