@@ -431,8 +431,10 @@ def test_named_and_repeated_operations_fold_into_one_edge_each(jobs_dir: Path) -
         {"op": "gather", "name": "totals", "source_task": "a", "target_task": "b", "values": 3},
     ]
     lines = [{"time": 1, "type": "job", "state": "STARTING", "name": "ops", "workers": 2}]
-    lines += [{"time": 2, "type": "operation", "worker_id": i % 2, **plan, **r}
-              for i, r in enumerate(reports)]
+    lines += [
+        {"time": 2, "type": "operation", "worker_id": i % 2, **plan, **r}
+        for i, r in enumerate(reports)
+    ]
     lines.append({"time": 3, "type": "job", "state": "COMPLETED"})
     (folder / "events.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
     with Dashboard(jobs_dir, port=0) as dash:

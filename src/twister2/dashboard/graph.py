@@ -250,12 +250,11 @@ class Dataflow:
         edge = self._edges.get((name, source, target))
         if edge is None:
             edge = self._edges[(name, source, target)] = _Edge(name, op, source, target)
-        edge.add(
-            _Edge(
-                name, op, source, target, len(sources), len(targets), moved, values, 1, took, took,
-                {worker} if worker is not None else set(),
-            )
-        )
+        report = _Edge(name, op, source, target, len(sources), len(targets), moved, values)
+        report.runs, report.seconds, report.max_seconds = 1, took, took
+        if worker is not None:
+            report.workers.add(worker)
+        edge.add(report)
         for task, index, wid, counts, busy in stats:
             inst = self._instances.get((task, index))
             if inst is None:
