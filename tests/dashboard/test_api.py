@@ -19,6 +19,7 @@ from tests.dashboard.conftest import (
     request,
     wait_until,
 )
+from tests.dashboard.keyed_reduce_run import ITERATIONS, check_reports, run_keyed_reduce
 from twister2 import JobFailedError, JobKilledError
 from twister2.dashboard import DASHBOARD_FILE, Dashboard, find_dashboard, job_kill_token
 
@@ -390,3 +391,79 @@ def test_log_shipping_is_rate_limited(dashboard: Dashboard) -> None:
     assert 50 <= worker["log_lines"] <= 200, worker["log_lines"]
     assert worker["log_lines"] + worker["logs_dropped"] == 5001
     assert worker["logs"][-1]["message"] == "last line"
+
+
+@pytest.mark.parametrize("workers", [2, 3])
+def test_a_comms_example_lists_its_operation_summed_over_workers_and_iterations(
+    dashboard: Dashboard, jobs_dir: Path, workers: int
+) -> None:
+    run = run_keyed_reduce(workers, jobs_dir)
+    check_reports(run)
+    detail = get_json(dashboard, f"/api/jobs/{run.job_id}")
+    assert detail["job"]["state"] == "COMPLETED"
+    assert detail["graph"]["source"] == "operations"
+    # the example's per-iteration operations (unnamed: "0", "1", "2") are one edge, its operator's
+    (edge,) = detail["operations"]
+    assert detail["graph"]["edges"] == detail["operations"]
+    assert (edge["name"], edge["op"]) == ("keyed_reduce", "keyed_reduce")
+    assert (edge["from"], edge["to"]) == ("keyed_reduce sources", "keyed_reduce targets")
+    assert (edge["sources"], edge["targets"]) == (workers + 1, max(1, workers - 1))
+    assert edge["values"] == run.expected_values()
+    assert edge["bytes"] == sum(e["bytes"] for e in run.reports)
+    assert edge["runs"] == ITERATIONS * workers
+    assert edge["workers"] == list(range(workers))
+    took = [e["seconds"] for e in run.reports]
+    assert edge["seconds"] == pytest.approx(sum(took), abs=1e-5)
+    assert edge["max_seconds"] == pytest.approx(max(took), abs=1e-6)
+    nodes = {n["name"]: n["parallelism"] for n in detail["graph"]["nodes"]}
+    assert nodes == {"keyed_reduce sources": workers + 1, "keyed_reduce targets": workers - 1}
+
+
+def test_named_and_repeated_operations_fold_into_one_edge_each(jobs_dir: Path) -> None:
+    folder = jobs_dir / "ops-1"
+    folder.mkdir(parents=True)
+    plan = {"sources": [0, 1], "targets": [0]}
+    reports = [
+        {"op": "partition", "name": "shuffle", "bytes": 10, "values": 1, "seconds": 0.5},
+        {"op": "partition", "name": "shuffle#1", "bytes": 20, "values": 2, "seconds": 1.5},
+        {"op": "reduce", "name": "4", "bytes": 5, "values": 1, "seconds": 0.25},
+        {"op": "reduce", "name": "5#2", "bytes": 7, "values": 1},  # no seconds: 0
+        {"op": "gather", "name": "totals", "source_task": "a", "target_task": "b", "values": 3},
+    ]
+    lines = [{"time": 1, "type": "job", "state": "STARTING", "name": "ops", "workers": 2}]
+    lines += [
+        {"time": 2, "type": "operation", "worker_id": i % 2, **plan, **r}
+        for i, r in enumerate(reports)
+    ]
+    lines.append({"time": 3, "type": "job", "state": "COMPLETED"})
+    (folder / "events.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    with Dashboard(jobs_dir, port=0) as dash:
+        detail = get_json(dash, "/api/jobs/ops-1")
+    got = {(e["name"], e["from"], e["to"]): e for e in detail["operations"]}
+    assert set(got) == {
+        ("shuffle", "shuffle sources", "shuffle targets"),
+        ("reduce", "reduce sources", "reduce targets"),
+        ("totals", "a", "b"),
+    }
+    shuffle = got[("shuffle", "shuffle sources", "shuffle targets")]
+    assert (shuffle["bytes"], shuffle["values"], shuffle["runs"]) == (30, 3, 2)
+    assert (shuffle["seconds"], shuffle["max_seconds"]) == (2.0, 1.5)
+    reduce = got[("reduce", "reduce sources", "reduce targets")]
+    assert (reduce["bytes"], reduce["runs"], reduce["seconds"]) == (12, 2, 0.25)
+    assert detail["warnings"] == []
+
+
+def test_an_operation_with_bad_seconds_is_a_warning(jobs_dir: Path) -> None:
+    folder = jobs_dir / "ops-2"
+    folder.mkdir(parents=True)
+    lines = [
+        {"time": 1, "type": "job", "state": "STARTING", "name": "ops", "workers": 1},
+        {"time": 2, "type": "operation", "worker_id": 0, "op": "reduce", "seconds": -1},
+        {"time": 2, "type": "operation", "worker_id": 0, "op": "reduce", "seconds": 2.0},
+    ]
+    (folder / "events.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    with Dashboard(jobs_dir, port=0) as dash:
+        detail = get_json(dash, "/api/jobs/ops-2")
+    assert any("'seconds' must be seconds" in w and "-1" in w for w in detail["warnings"])
+    (edge,) = detail["operations"]
+    assert (edge["runs"], edge["seconds"]) == (1, 2.0)

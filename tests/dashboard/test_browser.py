@@ -15,6 +15,7 @@ import pytest
 import twister2
 from tests.dashboard import dash_jobs
 from tests.dashboard.conftest import FAST, background_job
+from tests.dashboard.keyed_reduce_run import ITERATIONS, check_reports, run_keyed_reduce
 from twister2 import JobFailedError
 from twister2.dashboard import Dashboard
 
@@ -221,3 +222,60 @@ def test_kill_from_the_job_page_needs_the_token(
         wait(browser, lambda d: d.find_element(By.ID, "state").text == "KILLED", 60)
         job.join()
         assert job.error is not None and "killed from the dashboard" in str(job.error)
+
+
+def operation_rows(driver: Any) -> list[dict[str, Any]]:
+    """The operations table, read in one script (atomic against a redraw)."""
+    rows: list[dict[str, Any]] = driver.execute_script(
+        "return [...document.querySelectorAll('#operations tbody tr')].map(r => ({"
+        "name: r.dataset.name, op: r.dataset.op, values: Number(r.dataset.values),"
+        "bytes: Number(r.dataset.bytes), runs: Number(r.dataset.runs),"
+        "cells: [...r.cells].map(c => c.textContent)}))"
+    )
+    return rows
+
+
+@pytest.mark.parametrize("workers", [2, 3])
+def test_the_keyed_reduce_example_draws_its_operation(
+    dashboard: Dashboard, browser: Any, jobs_dir: Path, workers: int
+) -> None:
+    run = run_keyed_reduce(workers, jobs_dir)
+    check_reports(run)
+    browser.get(f"{dashboard.url}/jobs/{run.job_id}")
+    wait(browser, lambda d: loaded(d) and d.find_element(By.ID, "state").text == "COMPLETED")
+    assert not browser.find_element(By.ID, "graph-empty").is_displayed()
+    assert "No operations reported yet" not in browser.find_element(By.TAG_NAME, "body").text
+    assert browser.find_element(By.ID, "graph-source").text == "(operations the job ran)"
+
+    nodes = browser.find_elements(By.CSS_SELECTOR, "#graph g.node")
+    assert [n.get_attribute("data-name") for n in nodes] == [
+        "keyed_reduce sources",
+        "keyed_reduce targets",
+    ]
+    assert f"\u00d7 {workers + 1}" in nodes[0].text and f"\u00d7 {workers - 1}" in nodes[1].text
+    (edge,) = browser.find_elements(By.CSS_SELECTOR, "#graph g.edge")
+    assert edge.get_attribute("data-op") == "keyed_reduce"
+    values = run.expected_values()
+    assert f"{values:,} values" in edge.text
+
+    (row,) = operation_rows(browser)
+    assert browser.find_element(By.ID, "operations").is_displayed()
+    sent = sum(e["bytes"] for e in run.reports)
+    assert (row["name"], row["op"], row["values"], row["bytes"]) == (
+        "keyed_reduce",
+        "keyed_reduce",
+        values,
+        sent,
+    )
+    assert row["runs"] == ITERATIONS * workers
+    name, op, ends, sources, targets, runs, shown_values, shown_bytes, took, longest = row["cells"]
+    assert (name, op) == ("keyed_reduce", "keyed_reduce")
+    assert ends == "keyed_reduce sources \u2192 keyed_reduce targets"
+    assert (sources, targets, runs) == (str(workers + 1), str(workers - 1), str(3 * workers))
+    assert shown_values == f"{values:,}"
+    assert 1024 <= sent < 1024 * 1024  # shown in KiB, as common.js's T2.bytes writes them
+    assert shown_bytes == (
+        f"{sent / 1024:.0f} KiB" if sent >= 10 * 1024 else f"{sent / 1024:.1f} KiB"
+    )
+    assert took.endswith((" ms", " s")) and longest.endswith((" ms", " s"))
+    screenshot(browser, f"dashboard-keyed-reduce-{workers}.png")

@@ -24,14 +24,36 @@ Example
 
 from __future__ import annotations
 
+import re
 import statistics
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Dataflow", "find_stragglers"]
+__all__ = ["Dataflow", "edge_name", "find_stragglers"]
 
 LARGEST_PARTITIONS = 5
+
+_GENERATED = re.compile(r"^(?P<base>.+?)(?:#\d+)?$")
+"""A name as the dataflow makes it: ``base`` for the first operation of that name, then
+``base#1``, ``base#2``, ... (a name reused every iteration); unnamed operations are ``0``, ``1``."""
+
+
+def edge_name(name: str | None, op: str) -> str:
+    """The edge an operation's report adds to: its name without the generation suffix that
+    repeated operations of one name get, or its operator when it was not named (the
+    dataflow's automatic names ``0``, ``1``, ... and their generations).
+
+    >>> edge_name("shuffle#3", "partition"), edge_name("shuffle", "partition")
+    ('shuffle', 'shuffle')
+    >>> edge_name("7", "keyed_reduce"), edge_name("0#2", "reduce"), edge_name(None, "gather")
+    ('keyed_reduce', 'reduce', 'gather')
+    """
+    if not name:
+        return op
+    match = _GENERATED.match(name)
+    base = match.group("base") if match else name
+    return op if base.isdigit() else base
 
 
 def _str(value: Any, what: str) -> str:
@@ -88,7 +110,20 @@ class _Edge:
     bytes: int = 0
     values: int = 0
     runs: int = 0
+    seconds: float = 0.0
+    max_seconds: float = 0.0
     workers: set[int] = field(default_factory=set)
+
+    def add(self, other: _Edge) -> None:
+        """Count ``other``'s traffic and time in this edge."""
+        self.sources = max(self.sources, other.sources)
+        self.targets = max(self.targets, other.targets)
+        self.bytes += other.bytes
+        self.values += other.values
+        self.runs += other.runs
+        self.seconds += other.seconds
+        self.max_seconds = max(self.max_seconds, other.max_seconds)
+        self.workers |= other.workers
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -101,6 +136,8 @@ class _Edge:
             "bytes": self.bytes,
             "values": self.values,
             "runs": self.runs,
+            "seconds": round(self.seconds, 6),
+            "max_seconds": round(self.max_seconds, 6),
             "workers": sorted(self.workers),
         }
 
@@ -194,13 +231,17 @@ class Dataflow:
         Raises ValueError for a malformed event (nothing of it is counted then).
         """
         op = _str(event.get("op"), "'op'")
-        name = _str(event.get("name") or op, "'name'")
+        raw_name = event.get("name")
+        if raw_name is not None:
+            _str(raw_name, "'name'")
+        name = edge_name(raw_name, op)
         source = _str(event.get("source_task") or f"{name} sources", "'source_task'")
         target = _str(event.get("target_task") or f"{name} targets", "'target_task'")
         sources = _ids(event.get("sources"), "'sources'")
         targets = _ids(event.get("targets"), "'targets'")
         moved = _count(event.get("bytes"), "'bytes'")
         values = _count(event.get("values"), "'values'")
+        took = _seconds(event.get("seconds"), "'seconds'")
         raw = event.get("instances") or []
         if not isinstance(raw, list):
             msg = f"'instances' must be a list, got {raw!r}"
@@ -209,13 +250,11 @@ class Dataflow:
         edge = self._edges.get((name, source, target))
         if edge is None:
             edge = self._edges[(name, source, target)] = _Edge(name, op, source, target)
-        edge.sources = max(edge.sources, len(sources))
-        edge.targets = max(edge.targets, len(targets))
-        edge.bytes += moved
-        edge.values += values
-        edge.runs += 1
+        report = _Edge(name, op, source, target, len(sources), len(targets), moved, values)
+        report.runs, report.seconds, report.max_seconds = 1, took, took
         if worker is not None:
-            edge.workers.add(worker)
+            report.workers.add(worker)
+        edge.add(report)
         for task, index, wid, counts, busy in stats:
             inst = self._instances.get((task, index))
             if inst is None:
@@ -271,12 +310,7 @@ class Dataflow:
             edge = _Edge(name, op, source, target)
             for key, seen in list(measured.items()):
                 if (seen.source, seen.target) == (source, target) or seen.name == name:
-                    edge.sources = max(edge.sources, seen.sources)
-                    edge.targets = max(edge.targets, seen.targets)
-                    edge.bytes += seen.bytes
-                    edge.values += seen.values
-                    edge.runs += seen.runs
-                    edge.workers |= seen.workers
+                    edge.add(seen)
                     del measured[key]
             merged.append(edge)
         return merged + list(measured.values())

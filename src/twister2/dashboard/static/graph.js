@@ -89,10 +89,11 @@ const T2Graph = {
       }
       const g = T2.svg("g", { class: "edge", "data-op": e.op, "data-from": e.from, "data-to": e.to });
       g.append(T2.svg("path", { d, class: "edge-line", "marker-end": "url(#arrow)" }));
-      const traffic = e.bytes ? T2.bytes(e.bytes) : e.values ? T2.count(e.values) + " values" : "";
+      const traffic = [e.values ? T2.count(e.values) + " values" : "", e.bytes ? T2.bytes(e.bytes) : ""].filter(Boolean).join(", ");
       g.append(T2.svg("text", { x: lx, y: ly, class: "edge-label", "text-anchor": "middle", text: e.op }));
       if (traffic) g.append(T2.svg("text", { x: lx, y: ly + 14, class: "edge-traffic", "text-anchor": "middle", text: traffic }));
-      g.append(T2.svg("title", { text: `${e.name}: ${e.op} ${e.from} → ${e.to}, ${T2.count(e.values)} values, ${T2.bytes(e.bytes)}` }));
+      g.append(T2.svg("title", { text: `${e.name}: ${e.op} ${e.from} → ${e.to}, ${T2.count(e.values)} values, ${T2.bytes(e.bytes)}` +
+        (e.runs ? `, ${T2.count(e.runs)} reports, ${T2.seconds(e.seconds || 0)} in all` : "") }));
       svg.append(g);
     });
     for (const n of nodes) {

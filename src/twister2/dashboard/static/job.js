@@ -40,6 +40,20 @@
     }
   }
 
+  function renderOperations(edges) {
+    $("operations").hidden = edges.length === 0;
+    const ob = T2.clear(document.querySelector("#operations tbody"));
+    for (const e of edges) {
+      ob.append(T2.el("tr", { "data-name": e.name, "data-op": e.op, "data-values": e.values, "data-bytes": e.bytes, "data-runs": e.runs },
+        T2.el("td", { text: e.name }), T2.el("td", { text: e.op }), T2.el("td", { text: `${e.from} → ${e.to}` }),
+        T2.el("td", { class: "num", text: e.sources }), T2.el("td", { class: "num", text: e.targets }),
+        T2.el("td", { class: "num", text: T2.count(e.runs) }), T2.el("td", { class: "num", text: T2.count(e.values) }),
+        T2.el("td", { class: "num", text: T2.bytes(e.bytes) }),
+        T2.el("td", { class: "num", text: e.seconds === undefined ? "–" : T2.seconds(e.seconds) }),
+        T2.el("td", { class: "num", text: e.max_seconds === undefined ? "–" : T2.seconds(e.max_seconds) })));
+    }
+  }
+
   function renderSkew(detail) {
     const any = detail.tasks.length > 0;
     $("skew-section").hidden = !any;
@@ -143,6 +157,7 @@
     const slowTasks = new Set(detail.stragglers.map((s) => s.task));
     T2Graph.draw($("graph"), detail.graph, slowTasks);
     $("graph-empty").hidden = detail.graph.nodes.length > 0;
+    renderOperations(detail.graph.edges || []);
     $("graph-source").textContent = detail.graph.source === "graph" ? "(task graph)" :
       detail.graph.source === "operations" ? "(operations the job ran)" : "";
     renderSkew(detail);
