@@ -573,5 +573,8 @@ def approx_size(value: Any) -> int:
     if isinstance(nbytes, int):
         return nbytes
     if isinstance(value, tuple | list):
-        return sum(approx_size(v) for v in value[:4]) + 8 * len(value)
+        sample = value[:4]  # the first few items stand for the rest
+        if not sample:
+            return 8
+        return (sum(approx_size(v) for v in sample) * len(value)) // len(sample) + 8 * len(value)
     return sys.getsizeof(value)
